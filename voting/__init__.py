@@ -1,0 +1,1 @@
+"""Pure voting primitives: canonical JSON, Merkle log, signatures, checkpoints, roll and tally."""
