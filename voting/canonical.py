@@ -25,7 +25,7 @@ class CanonicalizationError(ValueError):
 
 
 def canonical_bytes(obj: object) -> bytes:
-    """Return the RFC 8785 canonical UTF-8 bytes of a JSON value built from dict/list/str/int/bool/None."""
+    """Return the RFC 8785 canonical UTF-8 bytes of a dict/list/str/int/bool/None value."""
     return "".join(_serialize(obj, "$")).encode("utf-8")
 
 
