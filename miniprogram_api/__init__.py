@@ -1,0 +1,1 @@
+"""WeChat-facing clients and the mini-program request/response shapes."""
