@@ -477,14 +477,27 @@ def _set_faults(fake: FakeWeChat, body: dict[str, Any]) -> dict[str, Any]:
     return {"mode": fake.mode.value, "delay_s": fake.delay_s}
 
 
+def _grant(fake: FakeWeChat, body: dict[str, Any]) -> dict[str, Any]:
+    fake.grant_subscribe(body["openid"], body["template_id"], int(body.get("times", 1)))
+    return {"quota": fake.quota(body["openid"], body["template_id"])}
+
+
+def _ban_word(fake: FakeWeChat, body: dict[str, Any]) -> dict[str, Any]:
+    fake.ban_word(body["word"])
+    return {}
+
+
+def _review_word(fake: FakeWeChat, body: dict[str, Any]) -> dict[str, Any]:
+    fake.flag_word_for_review(body["word"])
+    return {}
+
+
 _CONTROLS: dict[str, Callable[[FakeWeChat, dict[str, Any]], dict[str, Any]]] = {
     "login_code": lambda f, b: {"code": f.issue_login_code(b["openid"], b.get("unionid"))},
     "phone_code": lambda f, b: {"code": f.register_phone_code(b["phone"], b.get("openid"))},
-    "grant_subscribe": lambda f, b: (
-        f.grant_subscribe(b["openid"], b["template_id"], int(b.get("times", 1))) or {}
-    ),
-    "ban_word": lambda f, b: f.ban_word(b["word"]) or {},
-    "review_word": lambda f, b: f.flag_word_for_review(b["word"]) or {},
+    "grant_subscribe": _grant,
+    "ban_word": _ban_word,
+    "review_word": _review_word,
     "faults": _set_faults,
     "state": _state,
 }

@@ -217,7 +217,8 @@ async def test_force_refresh_gets_a_new_token_and_the_old_one_stops_working(
     new = await wx.get_access_token(force_refresh=True)
 
     assert new != old
-    assert (await env.cache.get(APPID)).token == new  # type: ignore[union-attr]
+    cached = await env.cache.get(APPID)
+    assert cached is not None and cached.token == new
     with pytest.raises(FakeError) as rejected:
         env.fake.check_token(old)
     assert rejected.value.errcode == 40001
@@ -233,7 +234,8 @@ async def test_rejected_token_is_invalidated_and_the_call_retried_once(
 
     assert phone.pure_phone_number == "13800138000"
     assert env.fake.stable_token_calls == 2
-    assert (await env.cache.get(APPID)).token == env.fake.current_access_token  # type: ignore[union-attr]
+    cached = await env.cache.get(APPID)
+    assert cached is not None and cached.token == env.fake.current_access_token
 
 
 async def test_rejected_token_still_handed_out_escalates_to_a_forced_refresh(
