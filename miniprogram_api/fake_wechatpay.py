@@ -30,9 +30,10 @@ BEIJING = timezone(timedelta(hours=8))
 MAX_REQUEST_SKEW = timedelta(minutes=5)
 NOTIFY_REPLY_TIMEOUT_SECONDS = 5.0  # WeChat Pay waits 5 s for the merchant's answer.
 BILL_HEADER = (
-    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,"
-    "交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,"
-    "充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注"
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,"
+    "交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,"
+    "商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+    "手续费,费率,订单金额,申请退款金额,费率备注"
 )
 BILL_SUMMARY_HEADER = (
     "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
@@ -202,7 +203,9 @@ class FakeWeChatPay:
 
     # ----------------------------------------------------------------- protocol
 
-    def inject_error(self, status: int = 500, code: str = "SYSTEM_ERROR", message: str = "系统错误") -> None:
+    def inject_error(
+        self, status: int = 500, code: str = "SYSTEM_ERROR", message: str = "系统错误"
+    ) -> None:
         """Make the next API call fail with this answer."""
         self._injected.append(FakeApiError(status, code, message))
 
@@ -636,7 +639,8 @@ class FakeWeChatPay:
             message = paycrypto.response_message(
                 headers["Wechatpay-Timestamp"], headers["Wechatpay-Nonce"], body
             )
-            headers["Wechatpay-Signature"] = paycrypto.rsa_sign(paycrypto.generate_rsa_key(), message)
+            stranger = paycrypto.generate_rsa_key()
+            headers["Wechatpay-Signature"] = paycrypto.rsa_sign(stranger, message)
         elif forgery is Forgery.TAMPERED_BODY:
             body = body.replace(b'"summary":"', b'"summary":"!', 1)
         elif forgery is Forgery.PROBE_SIGNATURE:
@@ -676,7 +680,10 @@ class FakeWeChatPay:
     ) -> list[Delivery]:
         """POST the order's notification (or the given forged one) to its notify_url."""
         order = self._order_or_value_error(out_trade_no)
-        make = (lambda: notification) if notification else (lambda: self.notification_for(out_trade_no))
+
+        def make() -> SignedNotification:
+            return notification or self.notification_for(out_trade_no)
+
         results = await self.deliver_to(
             self.notify_target(order.notify_url),
             make,
@@ -712,7 +719,7 @@ class FakeWeChatPay:
     async def deliver_to(
         self,
         url: str,
-        make: Callable[[], SignedNotification | None],
+        make: Callable[[], SignedNotification],
         *,
         times: int = 1,
         delay_seconds: float = 0.0,
@@ -724,9 +731,7 @@ class FakeWeChatPay:
             async def attempt() -> Delivery:
                 if delay_seconds:
                     await asyncio.sleep(delay_seconds)
-                notification = make()
-                assert notification is not None
-                return await self._post(http, url, notification)
+                return await self._post(http, url, make())
 
             if concurrently:
                 results = list(await asyncio.gather(*(attempt() for _ in range(times))))
@@ -736,7 +741,9 @@ class FakeWeChatPay:
         return results
 
     @staticmethod
-    async def _post(http: httpx.AsyncClient, url: str, notification: SignedNotification) -> Delivery:
+    async def _post(
+        http: httpx.AsyncClient, url: str, notification: SignedNotification
+    ) -> Delivery:
         try:
             nid = str(json.loads(notification.body).get("id", ""))
         except ValueError:
@@ -839,8 +846,8 @@ class _FakeHandler(tornado.web.RequestHandler):
             raise injected
         if self.authenticated:
             request = self.request
-            assert request.method is not None
-            self.state.check_request(request.method, request.uri or "", request.headers, request.body)
+            method, uri = request.method or "", request.uri or ""
+            self.state.check_request(method, uri, request.headers, request.body)
 
     def json_body(self) -> JsonDict:
         try:
@@ -938,7 +945,8 @@ class _DemoPayHandler(_FakeHandler):
         except ValueError as exc:
             raise FakeApiError(400, "INVALID_REQUEST", str(exc)) from exc
         deliveries = await self.state.deliver(out_trade_no)
-        self.send_json(200, {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]})
+        summary = [{"url": d.url, "status": d.status} for d in deliveries]
+        self.send_json(200, {"deliveries": summary})
 
 
 class _DemoPublicKeyHandler(_FakeHandler):
@@ -986,7 +994,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--merchant-public-key", required=True, help="PEM file")
     parser.add_argument("--api-v3-key", required=True, help="the 32-character APIv3 key")
     parser.add_argument("--notify-target-override", default=None)
-    parser.add_argument("--write-public-key", default=None, help="write the WeChat Pay key PEM here")
+    parser.add_argument("--write-public-key", default=None, help="write the public key PEM here")
     return parser.parse_args()
 
 

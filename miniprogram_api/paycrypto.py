@@ -18,14 +18,16 @@ AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 PROBE_SIGNATURE_PREFIX = "WECHATPAY/SIGNTEST/"
 
 
-def request_message(method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+def request_message(
+    method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes
+) -> bytes:
     """`METHOD\\nPATH?QUERY\\nTS\\nNONCE\\nBODY\\n`: what a merchant signs for each API call."""
     head = f"{method.upper()}\n{path_and_query}\n{timestamp}\n{nonce}\n".encode()
     return head + body + b"\n"
 
 
 def response_message(timestamp: str, nonce: str, body: bytes) -> bytes:
-    """`TS\\nNONCE\\nBODY\\n` over raw bytes: what WeChat Pay signs on responses and notifications."""
+    """`TS\\nNONCE\\nBODY\\n` over raw bytes: signed by WeChat Pay on answers and notifications."""
     return f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
 
 

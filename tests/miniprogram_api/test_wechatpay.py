@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from miniprogram_api import paycrypto
 from miniprogram_api.fake_wechatpay import FakeWeChatPay, Forgery
 from miniprogram_api.wechatpay import (
+    BEIJING,
     BillHashMismatch,
     NotificationError,
     SignatureInvalid,
@@ -67,7 +68,9 @@ async def fake(merchant_key: rsa.RSAPrivateKey) -> AsyncIterator[FakeWeChatPay]:
     await state.stop()
 
 
-def config_for(fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey, **changes: Any) -> WeChatPayConfig:
+def config_for(
+    fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey, **changes: Any
+) -> WeChatPayConfig:
     assert fake.base_url is not None
     config = WeChatPayConfig(
         api_base=fake.base_url,
@@ -84,7 +87,9 @@ def config_for(fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey, **changes: 
 
 
 @pytest.fixture
-async def client(fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey) -> AsyncIterator[WeChatPayClient]:
+async def client(
+    fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey
+) -> AsyncIterator[WeChatPayClient]:
     wechatpay = WeChatPayClient(config_for(fake, merchant_key))
     yield wechatpay
     await wechatpay.aclose()
@@ -158,7 +163,7 @@ async def test_same_order_twice_returns_the_same_prepay_id(
     assert first == second
 
     with pytest.raises(WeChatPayError) as caught:
-        await client.create_jsapi_order(**{**args, "amount_total_fen": 200})  # type: ignore[arg-type]
+        await client.create_jsapi_order(**{**args, "amount_total_fen": 200})  # type: ignore
     assert (caught.value.status, caught.value.code) == (400, "INVALID_REQUEST")
 
 
@@ -282,9 +287,9 @@ async def test_trade_bill_is_downloaded_hash_checked_and_parsed(
     unpaid = await place_order(client, amount_fen=500)
     fake.pay(paid)
     await client.refund(paid, "RF" + paid, 345, 12_345)
-    bill_day = fake.orders[paid].success_time.astimezone(  # type: ignore[union-attr]
-        __import__("datetime").timezone(timedelta(hours=8))
-    ).date()
+    success_time = fake.orders[paid].success_time
+    assert success_time is not None
+    bill_day = success_time.astimezone(BEIJING).date()  # bills cut at Beijing midnight
 
     rows = await client.trade_bill(bill_day)
 
@@ -371,7 +376,9 @@ async def test_rotated_key_is_accepted_when_configured_by_its_id(
         await wechatpay.aclose()
 
 
-async def test_slow_answer_is_unavailable(fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey) -> None:
+async def test_slow_answer_is_unavailable(
+    fake: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey
+) -> None:
     wechatpay = WeChatPayClient(config_for(fake, merchant_key, timeout_seconds=0.1))
     fake.response_delay_seconds = 0.4
     try:
