@@ -1,0 +1,1 @@
+"""The smart property platform service: store, services and the Tornado application."""

@@ -1,0 +1,84 @@
+"""The store: connect with PyMongo's async API, collection names, indexes created at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from server.errors import StoreUnavailable
+
+# Index specs per collection. Only what FerretDB 1.x and MongoDB both support: plain, compound
+# and unique indexes; no TTL, no partial, no sparse (DOMAIN.md §6). A unique index therefore
+# never relies on a field being absent: every indexed field is always written.
+INDEXES: dict[str, list[IndexModel]] = {
+    "areas": [IndexModel([("parent", ASCENDING)])],
+    "communities": [IndexModel([("area_path", ASCENDING)]), IndexModel([("company_id", ASCENDING)])],
+    "buildings": [IndexModel([("community_id", ASCENDING), ("name", ASCENDING)], unique=True)],
+    "units": [
+        IndexModel([("community_id", ASCENDING), ("building_id", ASCENDING), ("number", ASCENDING)],
+                   unique=True),
+        IndexModel([("community_id", ASCENDING), ("owner_ids", ASCENDING)]),
+    ],
+    "owners": [
+        IndexModel([("community_id", ASCENDING), ("id_hash", ASCENDING)], unique=True),
+        IndexModel([("community_id", ASCENDING), ("phone_hash", ASCENDING)]),
+    ],
+    "users": [IndexModel([("openid", ASCENDING)], unique=True), IndexModel([("phone_hash", ASCENDING)])],
+    "sessions": [IndexModel([("subject", ASCENDING)]), IndexModel([("expires_at", ASCENDING)])],
+    "bindings": [
+        IndexModel([("user_id", ASCENDING), ("unit_id", ASCENDING)], unique=True),
+        IndexModel([("community_id", ASCENDING), ("status", ASCENDING)]),
+    ],
+    "staff": [IndexModel([("username", ASCENDING)], unique=True)],
+    "companies": [],
+    "audit": [IndexModel([("community_id", ASCENDING), ("at", DESCENDING)]),
+              IndexModel([("target", ASCENDING), ("at", ASCENDING)])],
+    "roster_imports": [],
+    "wechat_tokens": [],
+    "leases": [],
+}
+
+
+@dataclass
+class Store:
+    """The connected client and database; one per process."""
+
+    client: AsyncMongoClient
+    db: AsyncDatabase
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raise StoreUnavailable unless the store answers within `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self.db.command("ping"), timeout)
+        except (TimeoutError, PyMongoError) as exc:
+            raise StoreUnavailable() from exc
+
+
+def connect(uri: str, db_name: str) -> Store:
+    """Create the client (connects lazily; nothing happens at import time)."""
+    client: AsyncMongoClient = AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=2000,
+        connectTimeoutMS=2000,
+        # Retries stay on: a write is retried once after a failover, which with our
+        # single-document, guarded updates cannot apply twice.
+        retryWrites=True,
+        appname="smartproperty",
+    )
+    return Store(client=client, db=client[db_name])
+
+
+async def ensure_indexes(db: AsyncDatabase, extra: dict[str, list[IndexModel]] | None = None) -> None:
+    """Create every index; idempotent (create_indexes is a no-op for existing ones)."""
+    specs = {**INDEXES, **(extra or {})}
+    for name, models in specs.items():
+        if models:
+            await db[name].create_indexes(models)

@@ -1,0 +1,19 @@
+"""The whole HTTP surface on one screen: every endpoint module, in order."""
+
+from __future__ import annotations
+
+from handlers import bindings, health, registry, session
+from handlers.base import Endpoint
+
+MODULES = (health, session, registry, bindings)
+
+
+def all_endpoints(extra: tuple[Endpoint, ...] = ()) -> list[Endpoint]:
+    endpoints = [e for module in MODULES for e in module.endpoints] + list(extra)
+    seen: set[tuple[str, str]] = set()
+    for e in endpoints:
+        key = (e.method, e.path)
+        if key in seen:
+            raise RuntimeError(f"duplicate route {e.method} {e.path}")
+        seen.add(key)
+    return endpoints

@@ -1,0 +1,91 @@
+"""The services of one process, built once and handed to every handler."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.httputil
+
+from server.access import Access
+from server.accounts import Accounts, WeChatLogin
+from server.audit import Audit
+from server.auth import Principal, SessionStore, StaffAccounts
+from server.clock import Clock
+from server.db import Store
+from server.errors import Unauthenticated
+from server.fieldcrypto import FieldCrypto
+from server.registry import Registry
+from server.roster import RosterImporter
+from settings import Settings
+
+
+class Inflight:
+    """Counts requests in progress, so SIGTERM can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.count = 0
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+async def _no_open_auth(request: tornado.httputil.HTTPServerRequest) -> Principal:
+    raise Unauthenticated(code="client_unknown", message="对接客户端未注册")
+
+
+@dataclass
+class Services:
+    """Everything a handler may call; handlers never touch pymongo themselves."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    wechat: WeChatLogin
+    crypto: FieldCrypto
+    sessions: SessionStore
+    staff_accounts: StaffAccounts
+    registry: Registry
+    access: Access
+    audit: Audit
+    accounts: Accounts
+    roster: RosterImporter
+    inflight: Inflight = field(default_factory=Inflight)
+    open_auth: Any = _no_open_auth
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeChatLogin) -> Services:
+    db = store.db
+    crypto = FieldCrypto(settings.field_enc_key.reveal(), settings.id_hash_key.reveal())
+    sessions = SessionStore(db, clock)
+    registry = Registry(db, clock)
+    audit = Audit(db, clock)
+    return Services(
+        settings=settings, store=store, clock=clock, wechat=wechat, crypto=crypto,
+        sessions=sessions,
+        staff_accounts=StaffAccounts(db, clock, sessions, settings.login_max_failures,
+                                     settings.login_lock_seconds,
+                                     settings.admin_session_ttl_seconds),
+        registry=registry, access=Access(db, registry), audit=audit,
+        accounts=Accounts(db, clock, crypto, sessions, registry, audit,
+                          settings.session_ttl_seconds),
+        roster=RosterImporter(db, crypto, clock),
+    )

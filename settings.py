@@ -1,0 +1,216 @@
+"""Settings.from_env(environ): the one place environment variables are read and validated."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; the message lists every problem at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Secret:
+    """A string that never shows its value in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One environment variable: its name, default, meaning; documented in the README table."""
+
+    env: str
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+# The README table is generated from this list (docs/settings.md and `python -m settings`).
+OPTIONS: tuple[Option, ...] = (
+    Option("HOST", "127.0.0.1", "Address the HTTP server listens on."),
+    Option("PORT", "8800", "Port the HTTP server listens on (0 = any free port)."),
+    Option("MONGODB_URI", "", "MongoDB connection string. Empty: start the embedded FerretDB."),
+    Option("MONGODB_DB", "smartproperty", "Database name."),
+    Option("STORE_DIR", "var/store", "Embedded store: data directory (SQLite files)."),
+    Option("FERRETDB_BIN", "", "Embedded store: path of a ferretdb binary (default: build it)."),
+    Option("MAX_BODY_BYTES", "1048576", "Largest accepted request body, bytes (413 above)."),
+    Option("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Option("SESSION_TTL_SECONDS", "604800", "Lifetime of a mini-program session token."),
+    Option("ADMIN_SESSION_TTL_SECONDS", "28800", "Lifetime of a staff session token."),
+    Option("LOGIN_MAX_FAILURES", "5", "Staff password failures before the account locks."),
+    Option("LOGIN_LOCK_SECONDS", "900", "How long a locked staff account stays locked."),
+    Option("WECHAT_API_BASE", "https://api.weixin.qq.com", "WeChat API base URL."),
+    Option("WECHAT_APPID", "", "Mini-program appid."),
+    Option("WECHAT_SECRET", "", "Mini-program app secret.", secret=True),
+    Option("WECHAT_TIMEOUT_SECONDS", "5", "Timeout of one call to WeChat."),
+    Option("ID_HASH_KEY", "", "Base64 32-byte key: keyed hash of ID numbers.", secret=True),
+    Option(
+        "FIELD_ENC_KEY", "", "Base64 32-byte AES-GCM key: phones and WeChat session keys at rest.",
+        secret=True,
+    ),
+    Option("SHUTDOWN_GRACE_SECONDS", "10", "SIGTERM: longest wait for in-flight requests."),
+)
+
+_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one service process."""
+
+    host: str
+    port: int
+    mongodb_uri: str = field(repr=False)
+    mongodb_db: str
+    store_dir: Path
+    ferretdb_bin: str
+    max_body_bytes: int
+    log_level: str
+    session_ttl_seconds: int
+    admin_session_ttl_seconds: int
+    login_max_failures: int
+    login_lock_seconds: int
+    wechat_api_base: str
+    wechat_appid: str
+    wechat_secret: Secret
+    wechat_timeout_seconds: float
+    id_hash_key: Secret
+    field_enc_key: Secret
+    shutdown_grace_seconds: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every option; collect all problems and raise them together."""
+        env = os.environ if environ is None else environ
+        raw = {o.env: env.get(o.env, o.default or "") for o in OPTIONS}
+        problems: list[str] = []
+
+        def integer(name: str, low: int, high: int) -> int:
+            try:
+                value = int(raw[name])
+            except ValueError:
+                problems.append(f"{name} must be an integer, got {raw[name]!r}")
+                return low
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low} and {high}, got {value}")
+            return value
+
+        def url(name: str) -> str:
+            parts = urlsplit(raw[name])
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                problems.append(f"{name} must be an http(s) URL, got {raw[name]!r}")
+            return raw[name].rstrip("/")
+
+        def key32(name: str) -> Secret:
+            value = raw[name]
+            if value:
+                try:
+                    if len(base64.b64decode(value, validate=True)) != 32:
+                        problems.append(f"{name} must decode to exactly 32 bytes")
+                except (binascii.Error, ValueError):
+                    problems.append(f"{name} must be base64")
+            return Secret(value)
+
+        level = raw["LOG_LEVEL"].upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        uri = raw["MONGODB_URI"]
+        if uri and not uri.startswith(("mongodb://", "mongodb+srv://")):
+            problems.append("MONGODB_URI must start with mongodb:// or mongodb+srv://")
+        if not raw["MONGODB_DB"].replace("_", "").isalnum():
+            problems.append(f"MONGODB_DB must be letters, digits and _, got {raw['MONGODB_DB']!r}")
+        settings = cls(
+            host=raw["HOST"],
+            port=integer("PORT", 0, 65535),
+            mongodb_uri=uri,
+            mongodb_db=raw["MONGODB_DB"],
+            store_dir=Path(raw["STORE_DIR"]),
+            ferretdb_bin=raw["FERRETDB_BIN"],
+            max_body_bytes=integer("MAX_BODY_BYTES", 1024, 64 * 1024 * 1024),
+            log_level=level,
+            session_ttl_seconds=integer("SESSION_TTL_SECONDS", 60, 90 * 86400),
+            admin_session_ttl_seconds=integer("ADMIN_SESSION_TTL_SECONDS", 60, 7 * 86400),
+            login_max_failures=integer("LOGIN_MAX_FAILURES", 1, 100),
+            login_lock_seconds=integer("LOGIN_LOCK_SECONDS", 1, 86400),
+            wechat_api_base=url("WECHAT_API_BASE"),
+            wechat_appid=raw["WECHAT_APPID"],
+            wechat_secret=Secret(raw["WECHAT_SECRET"]),
+            wechat_timeout_seconds=float(integer("WECHAT_TIMEOUT_SECONDS", 1, 60)),
+            id_hash_key=key32("ID_HASH_KEY"),
+            field_enc_key=key32("FIELD_ENC_KEY"),
+            shutdown_grace_seconds=float(integer("SHUTDOWN_GRACE_SECONDS", 0, 600)),
+        )
+        for name in ("WECHAT_APPID", "WECHAT_SECRET", "ID_HASH_KEY", "FIELD_ENC_KEY"):
+            if not raw[name]:
+                problems.append(f"{name} is required (see the settings table in README.md)")
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as a dict safe to log: secrets and the store URI's password hidden."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "mongodb_uri":
+                value = _redact_uri(value)
+            out[f.name] = repr(value) if isinstance(value, Secret) else str(value)
+        return out
+
+
+def _redact_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password:
+        return uri.replace(f":{parts.password}@", ":***@", 1)
+    return uri
+
+
+def parse_bool(value: str) -> bool:
+    """Parse a boolean option; unknown words are an error."""
+    try:
+        return _BOOLS[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"not a boolean: {value!r}") from None
+
+
+def markdown_table() -> str:
+    """The README's settings table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for o in OPTIONS:
+        default = "(secret, required)" if o.secret else (f"`{o.default}`" if o.default else "")
+        rows.append(f"| `{o.env}` | {default} | {o.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
