@@ -92,6 +92,7 @@ class Endpoint:
     status: int = 200
     tag: str = ""
     raw_response: str | None = None           # content type when the body is not JSON
+    max_body_bytes: int | None = None         # overrides MAX_BODY_BYTES (e.g. roster files)
 
     @property
     def path_params(self) -> list[str]:
@@ -131,14 +132,20 @@ class EndpointHandler(tornado.web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         self.services.inflight.enter()
         self._entered = True
-        limit = self.services.settings.max_body_bytes
+        limit = self._limit()
         length = self.request.headers.get("Content-Length", "")
         if length and (not length.isdigit() or int(length) > limit):
             raise PayloadTooLarge(fields={"$": f"最大 {limit} 字节"})
 
+    def _limit(self) -> int:
+        endpoint = self.endpoints.get(self.request.method or "")
+        if endpoint is not None and endpoint.max_body_bytes:
+            return endpoint.max_body_bytes
+        return self.services.settings.max_body_bytes
+
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
-        if self._size <= self.services.settings.max_body_bytes:
+        if self._size <= self._limit():
             self._chunks.append(chunk)
 
     def on_finish(self) -> None:
@@ -172,8 +179,8 @@ class EndpointHandler(tornado.web.RequestHandler):
                                                    "message": "不支持该请求方法"}})
             return
         body_schema, query_schema = self.schemas[id(endpoint)]
-        if self._size > self.services.settings.max_body_bytes:
-            raise PayloadTooLarge(fields={"$": f"最大 {self.services.settings.max_body_bytes} 字节"})
+        if self._size > self._limit():
+            raise PayloadTooLarge(fields={"$": f"最大 {self._limit()} 字节"})
         raw = b"".join(self._chunks)
         principal = await self._authenticate(endpoint)
         body = self._parse_body(endpoint, body_schema, raw)

@@ -89,8 +89,9 @@ async def serve(settings: Settings, demo: bool, ready: asyncio.Event | None = No
             from server.demo import seed
 
             await seed(services)
-        server = tornado.httpserver.HTTPServer(app, xheaders=True,
-                                               max_body_size=settings.max_body_bytes + 1)
+        largest = max([settings.max_body_bytes] + [e.max_body_bytes or 0 for e in
+                                                    services.extra["endpoints"]])
+        server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=largest + 1)
         sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]

@@ -13,6 +13,7 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from server.clock import Clock
 from server.errors import InvalidInput
@@ -320,14 +321,9 @@ class RosterImporter:
                 report.owners["unchanged"] += 1
                 continue
             report.owners["updated" if old else "created"] += 1
-            fields = {k: v for k, v in doc.items() if k != "_id"}
-            fields["phone_enc"] = self.crypto.encrypt(r.phone, "phone") if r.phone else ""
-            fields["updated_at"] = now
-            ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields,
-                                                       "$setOnInsert": {"created_at": now}},
-                                 upsert=True))
-        if ops:
-            await self.db["owners"].bulk_write(ops, ordered=False)
+            doc["phone_enc"] = self.crypto.encrypt(r.phone, "phone") if r.phone else ""
+            ops.append((doc, old is not None))
+        await _write(self.db["owners"], ops, now)
         await self._apply_units(community_id, rows, report, now)
 
     async def _apply_units(self, community_id: str, rows: list[Row], report: Report,
@@ -356,10 +352,26 @@ class RosterImporter:
                 report.units["unchanged"] += 1
                 continue
             report.units["updated" if old else "created"] += 1
-            fields = {k: v for k, v in doc.items() if k != "_id"}
-            fields["updated_at"] = now
-            ops.append(UpdateOne({"_id": doc["_id"]},
-                                 {"$set": fields, "$setOnInsert": {"created_at": now}},
-                                 upsert=True))
-        if ops:
-            await self.db["units"].bulk_write(ops, ordered=False)
+            if old is not None and old["owner_ids"] != doc["owner_ids"]:
+                doc["owners_changed_at"] = now  # a transfer: voting needs to know when
+            ops.append((doc, old is not None))
+        await _write(self.db["units"], ops, now)
+
+
+async def _write(collection: Any, docs: list[tuple[dict[str, Any], bool]], now: Any) -> None:
+    """New documents in one insert_many (fast on every store), changed ones as guarded upserts."""
+    new = [{**d, "created_at": now, "updated_at": now} for d, exists in docs if not exists]
+    changed = [d for d, exists in docs if exists]
+    if new:
+        try:
+            await collection.insert_many(new, ordered=False)
+        except BulkWriteError as exc:
+            # Another import inserted some of them meanwhile: update those instead.
+            dup = {e["op"]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            changed += [d for d in new if d["_id"] in dup]
+    ops = [UpdateOne({"_id": d["_id"]},
+                     {"$set": {**{k: v for k, v in d.items() if k not in ("_id", "created_at")},
+                               "updated_at": now},
+                      "$setOnInsert": {"created_at": now}}, upsert=True) for d in changed]
+    if ops:
+        await collection.bulk_write(ops, ordered=False)

@@ -80,7 +80,7 @@ def clock() -> ManualClock:
 
 async def serve_app(app: Any) -> tuple[tornado.httpserver.HTTPServer, str]:
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    server = tornado.httpserver.HTTPServer(app, xheaders=True)
+    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=64 * 1024 * 1024)
     server.add_sockets(sockets)
     return server, f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
 
