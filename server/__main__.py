@@ -70,12 +70,12 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             embedded.stop()
 
 
-async def serve(settings: Settings, demo: bool, ready: asyncio.Event | None = None) -> None:
+async def serve(env: dict[str, str], demo: bool, ready: asyncio.Event | None = None) -> None:
+    settings = Settings.from_env(env)
     fake_wechat_base = ""
     if demo:
         fake_wechat_base = await _start_demo_wechat(settings)
-        settings = Settings.from_env({**os.environ, **_settings_env(settings),
-                                      "WECHAT_API_BASE": fake_wechat_base})
+        settings = Settings.from_env({**env, "WECHAT_API_BASE": fake_wechat_base})
     async with open_store(settings) as store:
         await ensure_indexes(store.db)
         clock = SystemClock()
@@ -137,11 +137,6 @@ def _start_background(services: Services) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(sweep_sessions())]
 
 
-def _settings_env(settings: Settings) -> dict[str, str]:
-    return {"WECHAT_APPID": settings.wechat_appid,
-            "WECHAT_SECRET": settings.wechat_secret.reveal()}
-
-
 async def _start_demo_wechat(settings: Settings) -> str:
     """The demo talks to the project's fake WeChat, in this process, on a loopback port."""
     from miniprogram_api.fake_wechat import FakeWeChat, make_fake_wechat_app
@@ -192,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level)
     try:
-        asyncio.run(serve(settings, args.demo))
+        asyncio.run(serve(env, args.demo))
     except EmbeddedStoreError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ def demo_roster(prefix: int, buildings: int = 3, floors: int = 6, per_floor: int
                                             DEVELOPER_CODE, owner_kind="单位",
                                             developer_held="是"))
                     continue
-                phone = f"13{prefix}{serial:08d}"[:11]
+                phone = f"13{prefix}{serial:07d}"
                 lines.append(RosterLine(f"{b}号楼", number, area, f"业主{prefix}-{serial:03d}",
                                         make_id_number(serial), phone))
     # Co-owners: the second owner of 1号楼 101 (the first is the designated voter).
