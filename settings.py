@@ -79,6 +79,20 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option("SHUTDOWN_GRACE_SECONDS", "10", "SIGTERM: longest wait for in-flight requests."),
+    # WeChat Pay API v3 (docs/fees.md). Empty WECHATPAY_MCHID: online payment is off and the
+    # payment endpoints answer 503 payment_not_configured; bills and fee items still work.
+    Option("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com", "WeChat Pay API v3 base URL."),
+    Option("WECHATPAY_MCHID", "", "Merchant id (商户号). Empty: online payment switched off."),
+    Option("WECHATPAY_MERCHANT_SERIAL_NO", "", "Serial number of the merchant API certificate."),
+    Option("WECHATPAY_MERCHANT_KEY_FILE", "", "Path of the merchant private key PEM (apiclient_key.pem)."),
+    Option("WECHATPAY_API_V3_KEY", "", "The 32-character APIv3 key (decrypts notifications).",
+           secret=True),
+    Option("WECHATPAY_PUBLIC_KEY_FILE", "", "Path of the WeChat Pay public key PEM."),
+    Option("WECHATPAY_PUBLIC_KEY_ID", "", "Id of the WeChat Pay public key (PUB_KEY_ID_...)."),
+    Option("WECHATPAY_NOTIFY_BASE", "",
+           "Public https origin WeChat Pay posts notifications to (path /api/pay/v1/wechatpay/...)."),
+    Option("WECHATPAY_ORDER_TTL_SECONDS", "900", "How long an unpaid order stays payable."),
+    Option("WECHATPAY_SWEEP_SECONDS", "60", "Interval of the payment reconciliation sweep."),
 )
 
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
@@ -107,6 +121,16 @@ class Settings:
     id_hash_key: Secret
     field_enc_key: Secret
     shutdown_grace_seconds: float
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    wechatpay_mchid: str = ""
+    wechatpay_merchant_serial_no: str = ""
+    wechatpay_merchant_key_file: str = ""
+    wechatpay_api_v3_key: Secret = Secret("")
+    wechatpay_public_key_file: str = ""
+    wechatpay_public_key_id: str = ""
+    wechatpay_notify_base: str = ""
+    wechatpay_order_ttl_seconds: int = 900
+    wechatpay_sweep_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -169,10 +193,21 @@ class Settings:
             id_hash_key=key32("ID_HASH_KEY"),
             field_enc_key=key32("FIELD_ENC_KEY"),
             shutdown_grace_seconds=float(integer("SHUTDOWN_GRACE_SECONDS", 0, 600)),
+            wechatpay_api_base=url("WECHATPAY_API_BASE"),
+            wechatpay_mchid=raw["WECHATPAY_MCHID"],
+            wechatpay_merchant_serial_no=raw["WECHATPAY_MERCHANT_SERIAL_NO"],
+            wechatpay_merchant_key_file=raw["WECHATPAY_MERCHANT_KEY_FILE"],
+            wechatpay_api_v3_key=Secret(raw["WECHATPAY_API_V3_KEY"]),
+            wechatpay_public_key_file=raw["WECHATPAY_PUBLIC_KEY_FILE"],
+            wechatpay_public_key_id=raw["WECHATPAY_PUBLIC_KEY_ID"],
+            wechatpay_notify_base=raw["WECHATPAY_NOTIFY_BASE"].rstrip("/"),
+            wechatpay_order_ttl_seconds=integer("WECHATPAY_ORDER_TTL_SECONDS", 60, 7200),
+            wechatpay_sweep_seconds=integer("WECHATPAY_SWEEP_SECONDS", 5, 3600),
         )
         for name in ("WECHAT_APPID", "WECHAT_SECRET", "ID_HASH_KEY", "FIELD_ENC_KEY"):
             if not raw[name]:
                 problems.append(f"{name} is required (see the settings table in README.md)")
+        _check_wechatpay(raw, problems)
         if problems:
             raise SettingsError(problems)
         return settings
@@ -186,6 +221,29 @@ class Settings:
                 value = _redact_uri(value)
             out[f.name] = repr(value) if isinstance(value, Secret) else str(value)
         return out
+
+
+def _check_wechatpay(raw: Mapping[str, str], problems: list[str]) -> None:
+    """WeChat Pay is all or nothing: with a merchant id, every key setting must be present."""
+    notify = raw["WECHATPAY_NOTIFY_BASE"]
+    if notify:
+        parts = urlsplit(notify)
+        if parts.scheme != "https" or not parts.netloc or parts.path.strip("/") or parts.query:
+            problems.append("WECHATPAY_NOTIFY_BASE must be an https origin without path or query")
+    if not raw["WECHATPAY_MCHID"]:
+        return
+    for name in ("WECHATPAY_MERCHANT_SERIAL_NO", "WECHATPAY_MERCHANT_KEY_FILE",
+                 "WECHATPAY_API_V3_KEY", "WECHATPAY_PUBLIC_KEY_FILE", "WECHATPAY_PUBLIC_KEY_ID",
+                 "WECHATPAY_NOTIFY_BASE"):
+        if not raw[name]:
+            problems.append(f"{name} is required when WECHATPAY_MCHID is set")
+    for name in ("WECHATPAY_MERCHANT_KEY_FILE", "WECHATPAY_PUBLIC_KEY_FILE"):
+        if raw[name] and not Path(raw[name]).is_file():
+            problems.append(f"{name}: no such file {raw[name]!r}")
+    if raw["WECHATPAY_API_V3_KEY"] and len(raw["WECHATPAY_API_V3_KEY"].encode()) != 32:
+        problems.append("WECHATPAY_API_V3_KEY must be exactly 32 bytes")
+    if raw["WECHATPAY_PUBLIC_KEY_ID"] and not raw["WECHATPAY_PUBLIC_KEY_ID"].startswith("PUB_KEY_ID_"):
+        problems.append("WECHATPAY_PUBLIC_KEY_ID must look like PUB_KEY_ID_...")
 
 
 def _redact_uri(uri: str) -> str:

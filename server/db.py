@@ -40,6 +40,28 @@ INDEXES: dict[str, list[IndexModel]] = {
     "roster_imports": [],
     "wechat_tokens": [],
     "leases": [],
+    # Fees and WeChat Pay (server/fees.py, server/payments.py): every state change is guarded
+    # by these unique keys, not by transactions.
+    "fee_items": [IndexModel([("community_id", ASCENDING), ("name", ASCENDING)], unique=True)],
+    "bills": [
+        IndexModel([("community_id", ASCENDING), ("unit_id", ASCENDING), ("item_id", ASCENDING),
+                    ("period", ASCENDING)], unique=True),
+        IndexModel([("unit_id", ASCENDING), ("status", ASCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("period", ASCENDING), ("status", ASCENDING)]),
+        IndexModel([("area_path", ASCENDING), ("period", ASCENDING)]),
+    ],
+    "pay_orders": [
+        IndexModel([("out_trade_no", ASCENDING)], unique=True),
+        IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("created_at", ASCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("created_at", DESCENDING)]),
+    ],
+    "receipts": [IndexModel([("order_id", ASCENDING)], unique=True)],
+    "pay_notifications": [],
+    "pay_rejections": [IndexModel([("at", DESCENDING)])],
+    "pay_refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING)])],
+    "orphan_payments": [IndexModel([("community_id", ASCENDING), ("status", ASCENDING)])],
+    "pay_reconciliations": [],
 }
 
 

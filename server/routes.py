@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from handlers import bindings, health, registry, session
 from handlers.base import Endpoint
+from handlers import feeorders, fees, paycallback  # issue 4: fees and WeChat Pay
 
 MODULES = (health, session, registry, bindings)
+MODULES = (*MODULES, fees, feeorders, paycallback)
 
 
 def all_endpoints(extra: tuple[Endpoint, ...] = ()) -> list[Endpoint]:

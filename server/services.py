@@ -7,15 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.httputil
+from pymongo.asynchronous.database import AsyncDatabase
 
 from server.access import Access
+from miniprogram_api.wechatpay import WeChatPayClient
 from server.accounts import Accounts, WeChatLogin
 from server.audit import Audit
 from server.auth import Principal, SessionStore, StaffAccounts
 from server.clock import Clock
 from server.db import Store
 from server.errors import Unauthenticated
+from server.fees import Fees
 from server.fieldcrypto import FieldCrypto
+from server.payments import Payments
+from server.payreconcile import Reconciliation
+from server.payrefunds import Refunds
 from server.registry import Registry
 from server.roster import RosterImporter
 from settings import Settings
@@ -67,12 +73,17 @@ class Services:
     audit: Audit
     accounts: Accounts
     roster: RosterImporter
+    fees: Fees
+    payments: Payments
+    refunds: Refunds
+    reconciliation: Reconciliation
     inflight: Inflight = field(default_factory=Inflight)
     open_auth: Any = _no_open_auth
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeChatLogin) -> Services:
+def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeChatLogin,
+                   pay: WeChatPayClient | None = None) -> Services:
     db = store.db
     crypto = FieldCrypto(settings.field_enc_key.reveal(), settings.id_hash_key.reveal())
     sessions = SessionStore(db, clock)
@@ -88,4 +99,17 @@ def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeCha
         accounts=Accounts(db, clock, crypto, sessions, registry, audit,
                           settings.session_ttl_seconds),
         roster=RosterImporter(db, crypto, clock),
+        **_fee_services(settings, db, clock, audit, pay),
     )
+
+
+def _fee_services(settings: Settings, db: AsyncDatabase, clock: Clock, audit: Audit,
+                  pay: WeChatPayClient | None) -> dict[str, Any]:
+    """Fees and WeChat Pay; without a client the payment endpoints answer 503."""
+    fees = Fees(db, clock, audit)
+    base = settings.wechatpay_notify_base or "https://localhost.invalid"
+    payments = Payments(db, clock, audit, fees, pay, base + "/api/pay/v1/wechatpay/notify",
+                        settings.wechatpay_order_ttl_seconds)
+    refunds = Refunds(db, clock, audit, payments, base + "/api/pay/v1/wechatpay/refund-notify")
+    return {"fees": fees, "payments": payments, "refunds": refunds,
+            "reconciliation": Reconciliation(db, clock, payments)}
