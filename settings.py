@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -79,6 +80,23 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option("SHUTDOWN_GRACE_SECONDS", "10", "SIGTERM: longest wait for in-flight requests."),
+    # Disclosures, ratings, complaints, credit (docs/disclosures-ratings-complaints.md).
+    Option("DISCLOSURE_SIGNING_KEY", "",
+           "Base64 32-byte Ed25519 seed signing disclosures and credit lists (empty: a key is "
+           "generated at start and lost on restart; set it in production).", secret=True),
+    Option("DISCLOSURE_DEADLINE_DAYS", "15",
+           "Days after a quarter ends by which its common-income statement is due."),
+    Option("RATING_WINDOW_DAYS", "15", "Days a quarter's service rating stays open after it ends."),
+    Option("RATING_DIMENSIONS",
+           "cleaning:环境卫生,security:秩序维护,greening:绿化养护,repairs:维修服务,attitude:服务态度",
+           "Rating dimensions key:名称, comma separated ('overall' is always added)."),
+    Option("COMPLAINT_RESPOND_HOURS", "24", "Hours the handler has to respond to a complaint."),
+    Option("COMPLAINT_RESOLVE_HOURS", "120", "Hours from the response to the resolution."),
+    Option("COMPLAINT_TEMPLATE_ID", "", "Subscribe-message template for complaint progress."),
+    Option("CREDIT_WEIGHTS", "rating=40,response=15,completion=15,satisfaction=15,disclosure=15",
+           "Credit score weights (integers summing to 100)."),
+    Option("CREDIT_RED_MIN", "90", "Credit score at or above which a company is on the red list."),
+    Option("CREDIT_BLACK_BELOW", "60", "Credit score below which a company is on the black list."),
     # WeChat Pay API v3 (docs/fees.md). Empty WECHATPAY_MCHID: online payment is off and the
     # payment endpoints answer 503 payment_not_configured; bills and fee items still work.
     Option("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com", "WeChat Pay API v3 base URL."),
@@ -121,6 +139,16 @@ class Settings:
     id_hash_key: Secret
     field_enc_key: Secret
     shutdown_grace_seconds: float
+    disclosure_signing_key: Secret = Secret("")
+    disclosure_deadline_days: int = 15
+    rating_window_days: int = 15
+    rating_dimensions: tuple[tuple[str, str], ...] = ()
+    complaint_respond_hours: int = 24
+    complaint_resolve_hours: int = 120
+    complaint_template_id: str = ""
+    credit_weights: tuple[tuple[str, int], ...] = ()
+    credit_red_min: int = 90
+    credit_black_below: int = 60
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     wechatpay_mchid: str = ""
     wechatpay_merchant_serial_no: str = ""
@@ -193,6 +221,16 @@ class Settings:
             id_hash_key=key32("ID_HASH_KEY"),
             field_enc_key=key32("FIELD_ENC_KEY"),
             shutdown_grace_seconds=float(integer("SHUTDOWN_GRACE_SECONDS", 0, 600)),
+            disclosure_signing_key=key32("DISCLOSURE_SIGNING_KEY"),
+            disclosure_deadline_days=integer("DISCLOSURE_DEADLINE_DAYS", 0, 90),
+            rating_window_days=integer("RATING_WINDOW_DAYS", 1, 90),
+            rating_dimensions=_pairs(raw, "RATING_DIMENSIONS", problems, str),
+            complaint_respond_hours=integer("COMPLAINT_RESPOND_HOURS", 1, 24 * 30),
+            complaint_resolve_hours=integer("COMPLAINT_RESOLVE_HOURS", 1, 24 * 90),
+            complaint_template_id=raw["COMPLAINT_TEMPLATE_ID"],
+            credit_weights=_pairs(raw, "CREDIT_WEIGHTS", problems, int),
+            credit_red_min=integer("CREDIT_RED_MIN", 0, 100),
+            credit_black_below=integer("CREDIT_BLACK_BELOW", 0, 100),
             wechatpay_api_base=url("WECHATPAY_API_BASE"),
             wechatpay_mchid=raw["WECHATPAY_MCHID"],
             wechatpay_merchant_serial_no=raw["WECHATPAY_MERCHANT_SERIAL_NO"],
@@ -244,6 +282,24 @@ def _check_wechatpay(raw: Mapping[str, str], problems: list[str]) -> None:
         problems.append("WECHATPAY_API_V3_KEY must be exactly 32 bytes")
     if raw["WECHATPAY_PUBLIC_KEY_ID"] and not raw["WECHATPAY_PUBLIC_KEY_ID"].startswith("PUB_KEY_ID_"):
         problems.append("WECHATPAY_PUBLIC_KEY_ID must look like PUB_KEY_ID_...")
+
+
+def _pairs(raw: Mapping[str, str], name: str, problems: list[str], kind: type) -> tuple[Any, ...]:
+    """'a:x,b:y' or 'a=1,b=2' → ((a, x), (b, y)); problems are collected, not raised."""
+    out: list[tuple[str, Any]] = []
+    for part in filter(None, (p.strip() for p in raw[name].split(","))):
+        key, sep, value = part.replace("=", ":", 1).partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier() or not value:
+            problems.append(f"{name}: {part!r} should look like key:value")
+            continue
+        try:
+            out.append((key, kind(value)))
+        except ValueError:
+            problems.append(f"{name}: {part!r} value must be {kind.__name__}")
+    if not out:
+        problems.append(f"{name} must not be empty")
+    return tuple(out)
 
 
 def _redact_uri(uri: str) -> str:

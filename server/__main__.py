@@ -134,7 +134,8 @@ def _start_background(services: Services) -> list[asyncio.Task[None]]:
                 await services.sessions.sweep_expired()
             await asyncio.sleep(3600)
 
-    return [asyncio.create_task(sweep_sessions())]
+    return [asyncio.create_task(sweep_sessions()),
+            asyncio.create_task(services.duties.sweep_forever())]
 
 
 async def _start_demo_wechat(settings: Settings) -> str:

@@ -40,6 +40,28 @@ INDEXES: dict[str, list[IndexModel]] = {
     "roster_imports": [],
     "wechat_tokens": [],
     "leases": [],
+    # Disclosures, ratings, complaints, credit (server/duties.py): a version is written once,
+    # a person rates once per period, a list is published once per area and period.
+    "attachments": [IndexModel([("community_id", ASCENDING), ("sha256", ASCENDING)], unique=True)],
+    "disclosures": [
+        IndexModel([("community_id", ASCENDING), ("publisher", ASCENDING), ("kind", ASCENDING),
+                    ("period", ASCENDING), ("version", ASCENDING)], unique=True),
+        IndexModel([("area_path", ASCENDING), ("kind", ASCENDING), ("period", ASCENDING)]),
+    ],
+    "rating_periods": [IndexModel([("quarter", ASCENDING), ("area_path", ASCENDING)])],
+    "ratings": [
+        IndexModel([("period_id", ASCENDING), ("person_key", ASCENDING)], unique=True),
+        IndexModel([("period_id", ASCENDING), ("user_id", ASCENDING)]),
+    ],
+    "complaints": [
+        IndexModel([("state", ASCENDING), ("due_at", ASCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("filed_at", DESCENDING)]),
+        IndexModel([("filed_by", ASCENDING), ("filed_at", DESCENDING)]),
+        IndexModel([("area_path", ASCENDING), ("quarter", ASCENDING)]),
+    ],
+    "complaint_notices": [IndexModel([("complaint_id", ASCENDING)])],
+    "complaint_contacts": [],
+    "credit_lists": [IndexModel([("inputs.company_id", ASCENDING)])],
     # Fees and WeChat Pay (server/fees.py, server/payments.py): every state change is guarded
     # by these unique keys, not by transactions.
     "fee_items": [IndexModel([("community_id", ASCENDING), ("name", ASCENDING)], unique=True)],

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from handlers import bindings, health, registry, session
 from handlers.base import Endpoint
+from handlers import complaints, disclosures, ratings  # issue 5: 三公开, rating, complaints
 from handlers import feeorders, fees, paycallback  # issue 4: fees and WeChat Pay
 
 MODULES = (health, session, registry, bindings)
+MODULES = (*MODULES, disclosures, ratings, complaints)
 MODULES = (*MODULES, fees, feeorders, paycallback)
 
 

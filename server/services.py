@@ -16,6 +16,7 @@ from server.audit import Audit
 from server.auth import Principal, SessionStore, StaffAccounts
 from server.clock import Clock
 from server.db import Store
+from server.duties import Duties, build_duties
 from server.errors import Unauthenticated
 from server.fees import Fees
 from server.fieldcrypto import FieldCrypto
@@ -73,6 +74,7 @@ class Services:
     audit: Audit
     accounts: Accounts
     roster: RosterImporter
+    duties: Duties
     fees: Fees
     payments: Payments
     refunds: Refunds
@@ -99,6 +101,7 @@ def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeCha
         accounts=Accounts(db, clock, crypto, sessions, registry, audit,
                           settings.session_ttl_seconds),
         roster=RosterImporter(db, crypto, clock),
+        duties=build_duties(settings, db, clock, registry, audit, wechat),
         **_fee_services(settings, db, clock, audit, pay),
     )
 
