@@ -80,6 +80,29 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option("SHUTDOWN_GRACE_SECONDS", "10", "SIGTERM: longest wait for in-flight requests."),
+    # Owner e-voting (docs/ballot-bundle.md).
+    Option("SIGNING_KEYS_FILE", "",
+           "JSON keyring (receipt/checkpoint/result keys, active + retired ids); see docs/keys.md."),
+    Option("LOG_ORIGIN", "smartproperty.local",
+           "Origin line of ballot checkpoints: a name that identifies this deployment."),
+    Option("CHECKPOINT_INTERVAL_SECONDS", "300", "How often an open ballot's log is checkpointed."),
+    Option("VOTE_TEMPLATE_ID", "", "Subscribe-message template for vote receipts and reminders."),
+    Option("MP_WEB_BASE", "https://mp.smartproperty.local",
+           "Base URL a plain QR code points to when no mini-program code can be made."),
+    # WeChat Pay API v3 (docs/fees.md). Empty WECHATPAY_MCHID: online payment is off and the
+    # payment endpoints answer 503 payment_not_configured; bills and fee items still work.
+    Option("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com", "WeChat Pay API v3 base URL."),
+    Option("WECHATPAY_MCHID", "", "Merchant id (商户号). Empty: online payment switched off."),
+    Option("WECHATPAY_MERCHANT_SERIAL_NO", "", "Serial number of the merchant API certificate."),
+    Option("WECHATPAY_MERCHANT_KEY_FILE", "", "Path of the merchant private key PEM (apiclient_key.pem)."),
+    Option("WECHATPAY_API_V3_KEY", "", "The 32-character APIv3 key (decrypts notifications).",
+           secret=True),
+    Option("WECHATPAY_PUBLIC_KEY_FILE", "", "Path of the WeChat Pay public key PEM."),
+    Option("WECHATPAY_PUBLIC_KEY_ID", "", "Id of the WeChat Pay public key (PUB_KEY_ID_...)."),
+    Option("WECHATPAY_NOTIFY_BASE", "",
+           "Public https origin WeChat Pay posts notifications to (path /api/pay/v1/wechatpay/...)."),
+    Option("WECHATPAY_ORDER_TTL_SECONDS", "900", "How long an unpaid order stays payable."),
+    Option("WECHATPAY_SWEEP_SECONDS", "60", "Interval of the payment reconciliation sweep."),
     # Disclosures, ratings, complaints, credit (docs/disclosures-ratings-complaints.md).
     Option("DISCLOSURE_SIGNING_KEY", "",
            "Base64 32-byte Ed25519 seed signing disclosures and credit lists (empty: a key is "
@@ -97,20 +120,6 @@ OPTIONS: tuple[Option, ...] = (
            "Credit score weights (integers summing to 100)."),
     Option("CREDIT_RED_MIN", "90", "Credit score at or above which a company is on the red list."),
     Option("CREDIT_BLACK_BELOW", "60", "Credit score below which a company is on the black list."),
-    # WeChat Pay API v3 (docs/fees.md). Empty WECHATPAY_MCHID: online payment is off and the
-    # payment endpoints answer 503 payment_not_configured; bills and fee items still work.
-    Option("WECHATPAY_API_BASE", "https://api.mch.weixin.qq.com", "WeChat Pay API v3 base URL."),
-    Option("WECHATPAY_MCHID", "", "Merchant id (商户号). Empty: online payment switched off."),
-    Option("WECHATPAY_MERCHANT_SERIAL_NO", "", "Serial number of the merchant API certificate."),
-    Option("WECHATPAY_MERCHANT_KEY_FILE", "", "Path of the merchant private key PEM (apiclient_key.pem)."),
-    Option("WECHATPAY_API_V3_KEY", "", "The 32-character APIv3 key (decrypts notifications).",
-           secret=True),
-    Option("WECHATPAY_PUBLIC_KEY_FILE", "", "Path of the WeChat Pay public key PEM."),
-    Option("WECHATPAY_PUBLIC_KEY_ID", "", "Id of the WeChat Pay public key (PUB_KEY_ID_...)."),
-    Option("WECHATPAY_NOTIFY_BASE", "",
-           "Public https origin WeChat Pay posts notifications to (path /api/pay/v1/wechatpay/...)."),
-    Option("WECHATPAY_ORDER_TTL_SECONDS", "900", "How long an unpaid order stays payable."),
-    Option("WECHATPAY_SWEEP_SECONDS", "60", "Interval of the payment reconciliation sweep."),
 )
 
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
@@ -139,16 +148,11 @@ class Settings:
     id_hash_key: Secret
     field_enc_key: Secret
     shutdown_grace_seconds: float
-    disclosure_signing_key: Secret = Secret("")
-    disclosure_deadline_days: int = 15
-    rating_window_days: int = 15
-    rating_dimensions: tuple[tuple[str, str], ...] = ()
-    complaint_respond_hours: int = 24
-    complaint_resolve_hours: int = 120
-    complaint_template_id: str = ""
-    credit_weights: tuple[tuple[str, int], ...] = ()
-    credit_red_min: int = 90
-    credit_black_below: int = 60
+    signing_keys_file: str
+    log_origin: str
+    checkpoint_interval_seconds: int
+    vote_template_id: str
+    mp_web_base: str
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     wechatpay_mchid: str = ""
     wechatpay_merchant_serial_no: str = ""
@@ -159,6 +163,16 @@ class Settings:
     wechatpay_notify_base: str = ""
     wechatpay_order_ttl_seconds: int = 900
     wechatpay_sweep_seconds: int = 60
+    disclosure_signing_key: Secret = Secret("")
+    disclosure_deadline_days: int = 15
+    rating_window_days: int = 15
+    rating_dimensions: tuple[tuple[str, str], ...] = ()
+    complaint_respond_hours: int = 24
+    complaint_resolve_hours: int = 120
+    complaint_template_id: str = ""
+    credit_weights: tuple[tuple[str, int], ...] = ()
+    credit_red_min: int = 90
+    credit_black_below: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -211,7 +225,7 @@ class Settings:
             max_body_bytes=integer("MAX_BODY_BYTES", 1024, 64 * 1024 * 1024),
             log_level=level,
             session_ttl_seconds=integer("SESSION_TTL_SECONDS", 60, 90 * 86400),
-            admin_session_ttl_seconds=integer("ADMIN_SESSION_TTL_SECONDS", 60, 7 * 86400),
+            admin_session_ttl_seconds=integer("ADMIN_SESSION_TTL_SECONDS", 60, 90 * 86400),
             login_max_failures=integer("LOGIN_MAX_FAILURES", 1, 100),
             login_lock_seconds=integer("LOGIN_LOCK_SECONDS", 1, 86400),
             wechat_api_base=url("WECHAT_API_BASE"),
@@ -221,16 +235,11 @@ class Settings:
             id_hash_key=key32("ID_HASH_KEY"),
             field_enc_key=key32("FIELD_ENC_KEY"),
             shutdown_grace_seconds=float(integer("SHUTDOWN_GRACE_SECONDS", 0, 600)),
-            disclosure_signing_key=key32("DISCLOSURE_SIGNING_KEY"),
-            disclosure_deadline_days=integer("DISCLOSURE_DEADLINE_DAYS", 0, 90),
-            rating_window_days=integer("RATING_WINDOW_DAYS", 1, 90),
-            rating_dimensions=_pairs(raw, "RATING_DIMENSIONS", problems, str),
-            complaint_respond_hours=integer("COMPLAINT_RESPOND_HOURS", 1, 24 * 30),
-            complaint_resolve_hours=integer("COMPLAINT_RESOLVE_HOURS", 1, 24 * 90),
-            complaint_template_id=raw["COMPLAINT_TEMPLATE_ID"],
-            credit_weights=_pairs(raw, "CREDIT_WEIGHTS", problems, int),
-            credit_red_min=integer("CREDIT_RED_MIN", 0, 100),
-            credit_black_below=integer("CREDIT_BLACK_BELOW", 0, 100),
+            signing_keys_file=raw["SIGNING_KEYS_FILE"],
+            log_origin=raw["LOG_ORIGIN"],
+            checkpoint_interval_seconds=integer("CHECKPOINT_INTERVAL_SECONDS", 1, 86400),
+            vote_template_id=raw["VOTE_TEMPLATE_ID"],
+            mp_web_base=url("MP_WEB_BASE"),
             wechatpay_api_base=url("WECHATPAY_API_BASE"),
             wechatpay_mchid=raw["WECHATPAY_MCHID"],
             wechatpay_merchant_serial_no=raw["WECHATPAY_MERCHANT_SERIAL_NO"],
@@ -241,8 +250,19 @@ class Settings:
             wechatpay_notify_base=raw["WECHATPAY_NOTIFY_BASE"].rstrip("/"),
             wechatpay_order_ttl_seconds=integer("WECHATPAY_ORDER_TTL_SECONDS", 60, 7200),
             wechatpay_sweep_seconds=integer("WECHATPAY_SWEEP_SECONDS", 5, 3600),
+            disclosure_signing_key=key32("DISCLOSURE_SIGNING_KEY"),
+            disclosure_deadline_days=integer("DISCLOSURE_DEADLINE_DAYS", 0, 90),
+            rating_window_days=integer("RATING_WINDOW_DAYS", 1, 90),
+            rating_dimensions=_pairs(raw, "RATING_DIMENSIONS", problems, str),
+            complaint_respond_hours=integer("COMPLAINT_RESPOND_HOURS", 1, 24 * 30),
+            complaint_resolve_hours=integer("COMPLAINT_RESOLVE_HOURS", 1, 24 * 90),
+            complaint_template_id=raw["COMPLAINT_TEMPLATE_ID"],
+            credit_weights=_pairs(raw, "CREDIT_WEIGHTS", problems, int),
+            credit_red_min=integer("CREDIT_RED_MIN", 0, 100),
+            credit_black_below=integer("CREDIT_BLACK_BELOW", 0, 100),
         )
-        for name in ("WECHAT_APPID", "WECHAT_SECRET", "ID_HASH_KEY", "FIELD_ENC_KEY"):
+        for name in ("WECHAT_APPID", "WECHAT_SECRET", "ID_HASH_KEY", "FIELD_ENC_KEY",
+                     "SIGNING_KEYS_FILE"):
             if not raw[name]:
                 problems.append(f"{name} is required (see the settings table in README.md)")
         _check_wechatpay(raw, problems)
@@ -259,6 +279,24 @@ class Settings:
                 value = _redact_uri(value)
             out[f.name] = repr(value) if isinstance(value, Secret) else str(value)
         return out
+
+
+def _pairs(raw: Mapping[str, str], name: str, problems: list[str], kind: type) -> tuple[Any, ...]:
+    """'a:x,b:y' or 'a=1,b=2' → ((a, x), (b, y)); problems are collected, not raised."""
+    out: list[tuple[str, Any]] = []
+    for part in filter(None, (p.strip() for p in raw[name].split(","))):
+        key, sep, value = part.replace("=", ":", 1).partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier() or not value:
+            problems.append(f"{name}: {part!r} should look like key:value")
+            continue
+        try:
+            out.append((key, kind(value)))
+        except ValueError:
+            problems.append(f"{name}: {part!r} value must be {kind.__name__}")
+    if not out:
+        problems.append(f"{name} must not be empty")
+    return tuple(out)
 
 
 def _check_wechatpay(raw: Mapping[str, str], problems: list[str]) -> None:
@@ -282,24 +320,6 @@ def _check_wechatpay(raw: Mapping[str, str], problems: list[str]) -> None:
         problems.append("WECHATPAY_API_V3_KEY must be exactly 32 bytes")
     if raw["WECHATPAY_PUBLIC_KEY_ID"] and not raw["WECHATPAY_PUBLIC_KEY_ID"].startswith("PUB_KEY_ID_"):
         problems.append("WECHATPAY_PUBLIC_KEY_ID must look like PUB_KEY_ID_...")
-
-
-def _pairs(raw: Mapping[str, str], name: str, problems: list[str], kind: type) -> tuple[Any, ...]:
-    """'a:x,b:y' or 'a=1,b=2' → ((a, x), (b, y)); problems are collected, not raised."""
-    out: list[tuple[str, Any]] = []
-    for part in filter(None, (p.strip() for p in raw[name].split(","))):
-        key, sep, value = part.replace("=", ":", 1).partition(":")
-        key, value = key.strip(), value.strip()
-        if not sep or not key.isidentifier() or not value:
-            problems.append(f"{name}: {part!r} should look like key:value")
-            continue
-        try:
-            out.append((key, kind(value)))
-        except ValueError:
-            problems.append(f"{name}: {part!r} value must be {kind.__name__}")
-    if not out:
-        problems.append(f"{name} must not be empty")
-    return tuple(out)
 
 
 def _redact_uri(uri: str) -> str:

@@ -44,6 +44,13 @@ def demo_environment(env: MutableMapping[str, str]) -> None:
             "WECHAT_SECRET": secrets.token_hex(16),
         }))
         path.chmod(0o600)
+    keys = DEMO_DIR / "keys.json"
+    if not keys.exists():
+        from server.keys import write_new_keyring
+
+        write_new_keyring(keys)
+    env.setdefault("SIGNING_KEYS_FILE", str(keys))
+    env.setdefault("VOTE_TEMPLATE_ID", "demo-vote-template")
     for key, value in json.loads(path.read_text()).items():
         env.setdefault(key, value)
 
@@ -135,7 +142,8 @@ def _start_background(services: Services) -> list[asyncio.Task[None]]:
             await asyncio.sleep(3600)
 
     return [asyncio.create_task(sweep_sessions()),
-            asyncio.create_task(services.duties.sweep_forever())]
+            asyncio.create_task(services.duties.sweep_forever()),
+            asyncio.create_task(services.voting_jobs.run_forever())]
 
 
 async def _start_demo_wechat(settings: Settings) -> str:

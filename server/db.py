@@ -40,6 +40,19 @@ INDEXES: dict[str, list[IndexModel]] = {
     "roster_imports": [],
     "wechat_tokens": [],
     "leases": [],
+    # Owner e-voting (server/ballots.py, casting.py, ledger.py): the log position is the _id of
+    # its entry; a vote claim's _id is (ballot, person, round): one winner per round.
+    "ballots": [IndexModel([("community_id", ASCENDING), ("created_at", DESCENDING)]),
+                IndexModel([("status", ASCENDING), ("closes_at", ASCENDING)])],
+    "ballot_rolls": [IndexModel([("ballot_id", ASCENDING), ("voter_owner_id", ASCENDING)]),
+                     IndexModel([("ballot_id", ASCENDING), ("owner_ids", ASCENDING)])],
+    "ballot_log": [IndexModel([("ballot_id", ASCENDING), ("seq", ASCENDING)], unique=True)],
+    "vote_claims": [IndexModel([("ballot_id", ASCENDING), ("person_id", ASCENDING),
+                                ("round", ASCENDING)]),
+                    IndexModel([("state", ASCENDING), ("at", ASCENDING)])],
+    "checkpoints": [IndexModel([("ballot_id", ASCENDING), ("size", DESCENDING)])],
+    "receipts": [IndexModel([("ballot_id", ASCENDING), ("person_id", ASCENDING)])],
+    "proxy_auths": [], "paper_entries": [], "posters": [], "vote_notices": [],
     # Disclosures, ratings, complaints, credit (server/duties.py): a version is written once,
     # a person rates once per period, a list is published once per area and period.
     "attachments": [IndexModel([("community_id", ASCENDING), ("sha256", ASCENDING)], unique=True)],
@@ -84,6 +97,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "pay_refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING)])],
     "orphan_payments": [IndexModel([("community_id", ASCENDING), ("status", ASCENDING)])],
     "pay_reconciliations": [],
+    "bill_locks": [IndexModel([("kind", ASCENDING), ("at", ASCENDING)])],
+    "pay_outcomes": [],
+    "refund_ledger": [IndexModel([("order_id", ASCENDING), ("seq", DESCENDING)])],
+    "refund_outcomes": [],
 }
 
 
@@ -124,5 +141,7 @@ async def ensure_indexes(db: AsyncDatabase, extra: dict[str, list[IndexModel]] |
     """Create every index; idempotent (create_indexes is a no-op for existing ones)."""
     specs = {**INDEXES, **(extra or {})}
     for name, models in specs.items():
-        if models:
-            await db[name].create_indexes(models)
+        # One index per call: FerretDB 1.24.2 panics (closing the connection) when a single
+        # createIndexes names several indexes that all exist already — i.e. on every restart.
+        for model in models:
+            await db[name].create_indexes([model])

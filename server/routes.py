@@ -6,10 +6,12 @@ from handlers import bindings, health, registry, session
 from handlers.base import Endpoint
 from handlers import complaints, disclosures, ratings  # issue 5: 三公开, rating, complaints
 from handlers import feeorders, fees, paycallback  # issue 4: fees and WeChat Pay
+from handlers import voting  # issue 3: owner e-voting
 
 MODULES = (health, session, registry, bindings)
 MODULES = (*MODULES, disclosures, ratings, complaints)
 MODULES = (*MODULES, fees, feeorders, paycallback)
+MODULES = (*MODULES, voting)
 
 
 def all_endpoints(extra: tuple[Endpoint, ...] = ()) -> list[Endpoint]:

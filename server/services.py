@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,14 @@ from server.clock import Clock
 from server.db import Store
 from server.duties import Duties, build_duties
 from server.errors import Unauthenticated
+from server.keys import load_keyring
+from server.ballots import Ballots
+from server.casting import Casting
+from server.ledger import Ledger
+from server.posters import Posters
+from server.vote_notices import VoteNotices
+from server.voting_jobs import VotingJobs
+from voting.signing import Keyring
 from server.fees import Fees
 from server.fieldcrypto import FieldCrypto
 from server.payments import Payments
@@ -75,6 +84,12 @@ class Services:
     accounts: Accounts
     roster: RosterImporter
     duties: Duties
+    ledger: Ledger
+    ballots: Ballots
+    casting: Casting
+    vote_notices: VoteNotices
+    posters: Posters
+    voting_jobs: VotingJobs
     fees: Fees
     payments: Payments
     refunds: Refunds
@@ -85,7 +100,7 @@ class Services:
 
 
 def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeChatLogin,
-                   pay: WeChatPayClient | None = None) -> Services:
+                   pay: WeChatPayClient | None = None, keyring: Keyring | None = None) -> Services:
     db = store.db
     crypto = FieldCrypto(settings.field_enc_key.reveal(), settings.id_hash_key.reveal())
     sessions = SessionStore(db, clock)
@@ -102,8 +117,26 @@ def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeCha
                           settings.session_ttl_seconds),
         roster=RosterImporter(db, crypto, clock),
         duties=build_duties(settings, db, clock, registry, audit, wechat),
+        **_voting_services(settings, db, clock, registry, wechat, keyring),
         **_fee_services(settings, db, clock, audit, pay),
     )
+
+
+def _voting_services(settings: Settings, db: AsyncDatabase, clock: Clock, registry: Registry,
+                     wechat: Any, keyring: Keyring | None) -> dict[str, Any]:
+    """Owner e-voting: the log, ballots, casting, notices, posters and the scheduled jobs."""
+    keyring = keyring or load_keyring(settings.signing_keys_file)
+    ledger = Ledger(db, clock, keyring, settings.log_origin)
+    ballots = Ballots(db, clock, registry, ledger)
+    casting = Casting(db, clock, ballots, ledger)
+    return {
+        "ledger": ledger, "ballots": ballots, "casting": casting,
+        "vote_notices": VoteNotices(db, clock, wechat, settings.vote_template_id),
+        "posters": Posters(db, wechat, settings.mp_web_base),
+        "voting_jobs": VotingJobs(db, clock, ballots, ledger, casting, wechat,
+                                  timedelta(seconds=settings.checkpoint_interval_seconds),
+                                  settings.vote_template_id),
+    }
 
 
 def _fee_services(settings: Settings, db: AsyncDatabase, clock: Clock, audit: Audit,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from server.app import make_app
 from server.clock import ManualClock
 from server.db import Store, connect, ensure_indexes
 from server.embedded import EmbeddedStore, ferretdb_binary
+from server.keys import write_new_keyring
 from server.services import Services, build_services
 from server.wechat_tokens import StoreTokenCache
 from settings import Settings
@@ -27,6 +29,8 @@ from tests.apiclient import Api
 
 APPID = "wxtest00000000001"
 SECRET = "test-secret-" + secrets.token_hex(8)
+KEYS_FILE = Path(tempfile.mkdtemp(prefix="keys-")) / "keys.json"
+write_new_keyring(KEYS_FILE)  # generated per test run; no key material is committed
 
 
 def make_env(**overrides: str) -> dict[str, str]:
@@ -35,7 +39,9 @@ def make_env(**overrides: str) -> dict[str, str]:
         "WECHAT_APPID": APPID, "WECHAT_SECRET": SECRET,
         "ID_HASH_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "FIELD_ENC_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "MAX_BODY_BYTES": "65536", "WECHAT_TIMEOUT_SECONDS": "2", "LOGIN_MAX_FAILURES": "3",
+        "SIGNING_KEYS_FILE": str(KEYS_FILE), "MAX_BODY_BYTES": "65536",
+        # Ballots run for weeks of test-clock time; sessions must outlive them.
+        "SESSION_TTL_SECONDS": str(60 * 86400), "ADMIN_SESSION_TTL_SECONDS": str(60 * 86400), "WECHAT_TIMEOUT_SECONDS": "2", "LOGIN_MAX_FAILURES": "3",
     }
     env.update(overrides)
     return env

@@ -33,7 +33,9 @@ def start_server(store_uri: str, **extra: str) -> tuple[subprocess.Popen[str], s
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"http://([\d.]+):(\d+)", line)
-    assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+    if not match:
+        proc.wait(timeout=10)
+        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()[-3000:]}")
     return proc, f"http://{match.group(1)}:{match.group(2)}"
 
 
