@@ -305,14 +305,14 @@ class Complaints:
     # -- statistics -------------------------------------------------------------------------
     async def stats(self, match: dict[str, Any], by: tuple[str, ...]) -> list[dict[str, Any]]:
         """Received, responded (on time), completed, satisfaction per group; exact counts."""
-        rows = await self.docs.aggregate([
+        rows = await (await self.docs.aggregate([
             {"$match": {**match, "n_received": 1}},
             {"$group": {"_id": {k: f"${k}" for k in by},
                         "received": {"$sum": "$n_received"}, "responded": {"$sum": "$n_responded"},
                         "responded_on_time": {"$sum": "$n_on_time"},
                         "completed": {"$sum": "$n_completed"}, "escalated": {"$sum": "$n_escalated"},
                         "rated": {"$sum": "$n_rated"}, "satisfaction_sum": {"$sum": "$satisfaction"}}},
-        ]).to_list(None)
+        ])).to_list(None)
         out = [{**r["_id"], **{k: v for k, v in r.items() if k != "_id"}} for r in rows]
         return sorted(out, key=lambda r: tuple(r[k] for k in by))
 

@@ -219,12 +219,12 @@ class Ratings:
     # -- results ----------------------------------------------------------------------------
     async def results(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Exact sums and counts per dimension, participation and the 1–5 distribution."""
-        rows = await self.ratings.aggregate([
+        rows = await (await self.ratings.aggregate([
             {"$match": {"period_id": doc["_id"], "rated_at": {"$lt": doc["closes_at"]}}},
             {"$unwind": "$score_list"},
             {"$group": {"_id": {"dim": "$score_list.dim", "score": "$score_list.score"},
                         "n": {"$sum": 1}}},
-        ]).to_list(None)
+        ])).to_list(None)
         raters = await self.ratings.count_documents(
             {"period_id": doc["_id"], "rated_at": {"$lt": doc["closes_at"]}})
         dist = {(r["_id"]["dim"], r["_id"]["score"]): r["n"] for r in rows}
