@@ -184,14 +184,18 @@ class _BundleCheck:
     # --- 1. header ---------------------------------------------------------------------
 
     def run(self) -> Summary:
-        self._header()
-        self._log()
-        self._checkpoints()
-        if self.auditor:
-            self._roll()
-            self._private()
-        self._votes()
-        self._result()
+        steps = [("bundle", self._header), ("log", self._log),
+                 ("checkpoints", self._checkpoints)]
+        if self.bundle.get("variant") == "auditor" if isinstance(self.bundle, Mapping) else False:
+            steps += [("roll", self._roll), ("private", self._private)]
+        steps += [("votes", self._votes), ("result", self._result)]
+        for where, step in steps:
+            try:
+                step()
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                # The named checks come first; this only catches shapes nothing named (a list
+                # where an object belongs...), so a malformed bundle fails instead of crashing.
+                raise _fail(f"{where}: malformed input ({type(exc).__name__}: {exc})") from None
         return self._summary()
 
     def _header(self) -> None:
@@ -232,7 +236,8 @@ class _BundleCheck:
         out = {}
         purposes = {str(p) for p in KeyPurpose}
         for kid, entry in keys.items():
-            if not isinstance(entry, dict) or entry.get("purpose") not in purposes:
+            if not isinstance(entry, dict) or not isinstance(entry.get("purpose"), str) or \
+                    entry["purpose"] not in purposes:
                 raise _fail(f"keys: {kid}: purpose missing or unknown")
             if entry.get("alg", "Ed25519") != "Ed25519":
                 raise _fail(f"keys: {kid}: algorithm {entry['alg']!r} is not Ed25519")
@@ -264,7 +269,8 @@ class _BundleCheck:
         entries, n = self.entries, len(self.entries)
         if n < 4:
             raise _fail(f"log: {n} entries; a complete log has manifest, roll, close and result")
-        types = [e.get("type") if isinstance(e, dict) else None for e in entries]
+        types = [e.get("type") if isinstance(e, dict) and isinstance(e.get("type"), str)
+                 else None for e in entries]
         if types[-1] != RecordType.RESULT:
             raise _fail(f"entry {n - 1}: the last entry is {types[-1]}, expected result", n - 1)
         if types[-2] != RecordType.CLOSE:
@@ -400,7 +406,11 @@ class _BundleCheck:
             part = self.private.get(str(i))
             if not isinstance(part, dict):
                 raise _fail(f"entry {i}: private part missing", i)
-            if not hmac.compare_digest(_sha256_hex(part), entry["private_sha256"]):
+            try:
+                digest = _sha256_hex(part)
+            except CanonicalizationError as exc:
+                raise _fail(f"entry {i}: private part has no canonical form ({exc})", i) from None
+            if not hmac.compare_digest(digest, entry["private_sha256"]):
                 raise _fail(f"entry {i}: private part does not match private_sha256", i)
             if not isinstance(part.get("salt"), str) or len(part["salt"]) < 32:
                 raise _fail(f"entry {i}: private part has no 32-hex salt", i)
@@ -584,7 +594,7 @@ class _BundleCheck:
         if signature is None:
             raise _fail("result: no result_signature")
         kid = signature.get("kid")
-        if kid not in self.keys:
+        if not isinstance(kid, str) or kid not in self.keys:
             raise _fail(f"result: signature key {kid} is not in the bundle's keys")
         if self.keys[kid][0] != KeyPurpose.RESULT:
             raise _fail(f"result: signature key {kid} is a {self.keys[kid][0]} key, "
@@ -707,11 +717,11 @@ def _plain_json(value: object) -> bool:
         return True
     if kind is int:
         return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[operator]
-    if kind is dict:
+    if isinstance(value, dict) and kind is dict:
         return all(type(key) is str and (key.isascii() or max(key) <= "\uffff")
-                   and _plain_json(item) for key, item in value.items())  # type: ignore[attr-defined]
-    if kind is list:
-        return all(map(_plain_json, value))  # type: ignore[call-overload]
+                   and _plain_json(item) for key, item in value.items())
+    if isinstance(value, list) and kind is list:
+        return all(map(_plain_json, value))
     return isinstance(value, str)  # str subclasses such as StrEnum members
 
 
@@ -741,30 +751,34 @@ def _check_shape(i: int, kind: str, entry: Mapping[str, Any]) -> None:
 
 def _check_manifest(m: Mapping[str, Any]) -> None:
     ids = [item.get("item_id") if isinstance(item, dict) else None for item in m["items"]]
-    if not ids or len(set(ids)) != len(ids) or not all(isinstance(x, str) for x in ids):
+    if not ids or not all(isinstance(x, str) for x in ids) or len(set(ids)) != len(ids):
         raise _fail("entry 0: manifest items need distinct string item_ids", 0)
     for item in m["items"]:
-        if item.get("kind") not in {str(k) for k in MatterKind}:
+        if item.get("kind") not in _KINDS:
             raise _fail(f"entry 0: item {item['item_id']} has unknown kind {item.get('kind')!r}",
                         0)
         options = item.get("options")
         # A ballot with no way to oppose is one of the disputes the log must make evident.
-        if not isinstance(options, list) or not set(options) <= ITEM_OPTIONS or not {
+        if not _str_list(options) or not set(options) <= ITEM_OPTIONS or not {
                 "agree", "disagree"} <= set(options):
             raise _fail(f"entry 0: item {item['item_id']} options {options} must include agree "
                         f"and disagree and only agree/disagree/abstain", 0)
     schedule = m["schedule"]
     names = ("published_at", "opens_at", "closes_at", "publicity_until")
-    if not all(isinstance(schedule.get(t), str) and _TIME.fullmatch(schedule[t]) for t in names):
+    if not all(_time(schedule.get(t)) for t in names):
         raise _fail("entry 0: manifest schedule times missing or malformed", 0)
     if not schedule["published_at"] <= schedule["opens_at"] < schedule["closes_at"]:
         raise _fail("entry 0: manifest schedule out of order "
                     "(published_at <= opens_at < closes_at)", 0)
     rules = m["rules"]
-    if rules.get("revote") not in {str(r) for r in Revote} or rules.get(
-            "blank_policy") not in {str(p) for p in BlankPolicy} or not isinstance(
-            rules.get("follow_majority"), bool):
+    if rules.get("revote") not in _REVOTES or rules.get("blank_policy") not in _POLICIES \
+            or not isinstance(rules.get("follow_majority"), bool):
         raise _fail("entry 0: manifest rules revote/blank_policy/follow_majority malformed", 0)
+
+
+_KINDS = [str(k) for k in MatterKind]
+_REVOTES = [str(r) for r in Revote]
+_POLICIES = [str(p) for p in BlankPolicy]
 
 
 def _check_roll_person(k: int, person: object) -> str:
@@ -851,7 +865,8 @@ _SHAPES: dict[str, tuple[tuple[str, Any], ...]] = {
                       ("A", _nonneg), ("N", _nonneg)),
     RecordType.VOTE: (("ballot_id", _text), ("pseudonym", lambda v: isinstance(v, str)
                                              and bool(_HEX16.fullmatch(v))),
-                      ("round", _nonneg), ("channel", lambda v: v in {str(c) for c in Channel}),
+                      ("round", _nonneg), ("channel", lambda v: isinstance(v, str)
+                                                     and v in {str(c) for c in Channel}),
                       ("cast_at", _time), ("supersedes", lambda v: v is None or _nonneg(v))),
     RecordType.PROXY_AUTH: (("ballot_id", _text), ("pseudonym", lambda v: isinstance(v, str)
                                                    and bool(_HEX16.fullmatch(v))),

@@ -54,7 +54,7 @@ def rfc3339(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class BallotKeys:
-    """The service's keys for one bundle: a keyring (receipt, checkpoint, result) and note signer."""
+    """The service's keys for one bundle: receipt, checkpoint and result keys, and a note signer."""
 
     keyring: Keyring
     note_signer: NoteSigner
@@ -127,7 +127,8 @@ class BallotBuilder:
         self.item_ids = [item_id for item_id, _ in items]
         self.manifest = {
             "type": "manifest", "ballot_id": ballot_id, "community_id": "cm_1",
-            "community_name": "滕州市幸福里小区", "title": "续聘物业服务企业及维修资金使用",
+            "community_name": "滕州市幸福里小区",
+            "title": "续聘物业服务企业及维修资金使用",
             "description": "test ballot",
             "items": [{"item_id": item_id, "title": f"事项 {item_id}", "kind": kind,
                        "options": ["agree", "disagree", "abstain"]} for item_id, kind in items],
@@ -299,7 +300,7 @@ class BallotBuilder:
 
     def receipt(self, bundle: Mapping[str, Any], index: int, *,
                 checkpointed: bool = True) -> dict[str, Any]:
-        """The receipt the owner got for entry `index`, completed by the first checkpoint over it."""
+        """The receipt the owner got for entry `index`, with the first checkpoint covering it."""
         entry = bundle["entries"][index]
         receipt = issue_receipt(self.keys.keyring, ballot_id=self.ballot_id, origin=self.origin,
                                 index=index, leaf_hash=entry_leaf_hash(entry),

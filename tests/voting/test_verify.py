@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import random
 import re
 import subprocess
 import sys
@@ -468,3 +469,22 @@ def test_factory_checkpoints_every_k_entries_and_the_last_covers_all() -> None:
 def test_builder_keys_are_per_purpose() -> None:
     keys = BallotKeys.generate().published_keys()
     assert sorted(k["purpose"] for k in keys.values()) == ["checkpoint", "receipt", "result"]
+
+
+def test_malformed_bundles_fail_with_a_reason_instead_of_crashing(
+        bundle: dict[str, Any]) -> None:
+    rng = random.Random(5)
+    variants = (bundle, public_variant(bundle))
+    for _ in range(400):
+        mangled = copy.deepcopy(rng.choice(variants))
+        parent: Any = mangled
+        key: Any = rng.choice(list(parent))
+        while isinstance(parent[key], (dict, list)) and parent[key] and rng.random() < 0.75:
+            parent = parent[key]
+            key = rng.choice(list(parent)) if isinstance(parent, dict) else rng.randrange(
+                len(parent))
+        parent[key] = rng.choice([None, -1, "x", [], {}, 1.5, True])
+        try:
+            verify_bundle(mangled)
+        except VerificationFailed as err:
+            assert err.reason and "malformed input" not in err.reason, err.reason
