@@ -69,7 +69,9 @@ async def _ballot_for_owner(req: Request) -> tuple[dict[str, Any], list[str]]:
         raise NotFound("表决不存在", code="ballot_not_found")
     bindings = await req.services.access.owner_bindings(req.principal, ballot["community_id"],
                                                         ("owner", "family", "tenant"))
-    if not bindings:
+    if not bindings and not await req.services.store.db["proxy_auths"].find_one(
+            {"ballot_id": ballot["_id"], "proxy_user_id": require_mp(req.principal).user_id}):
+        # Neither a resident nor a proxy holder of this ballot: it does not exist for them.
         raise NotFound("表决不存在", code="ballot_not_found")
     return ballot, sorted({b["owner_id"] for b in bindings if b["role"] == "owner" and b["owner_id"]})
 
