@@ -1,8 +1,8 @@
 """Complaints and whistle-and-report (吹哨报到): filed by owners, escalated when overdue.
 
-Every change is one guarded single-document update: the filter names the state, level and
-version the change starts from, and the same update appends the event. Two sweepers (or two
-server processes) that find the same overdue complaint race on that filter; exactly one wins.
+Every change moves a complaint from version v to v+1 and appends its event. It is claimed first
+by inserting the unique step id `<complaint>#v`; two sweepers (or two server processes) that
+find the same overdue complaint race on that insert and exactly one wins (see `transition`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from miniprogram_api.wechat import SubscribeQuotaExhausted, WeChatError
 from server.attachments import Attachments
@@ -27,6 +27,7 @@ from server.ratings import TextChecker, screen_text
 from server.registry import Community, Registry
 
 log = logging.getLogger("server.complaints")
+STALE_CLAIM = timedelta(seconds=60)
 
 
 class Category(StrEnum):
@@ -72,6 +73,11 @@ class Level(StrEnum):
     STREET = "street"
 
 
+# (statistic, 0/1 or 0–5 field summed for it)
+STAT_FIELDS = (("received", "n_received"), ("responded", "n_responded"),
+               ("responded_on_time", "n_on_time"), ("completed", "n_completed"),
+               ("escalated", "n_escalated"), ("rated", "n_rated"),
+               ("satisfaction_sum", "satisfaction"))
 STATE_PHRASE = {State.OPEN: "待处理", State.RESPONDED: "处理中", State.RESOLVED: "已办结",
                 State.CLOSED: "已完成", State.HELD: "审核中", State.REJECTED: "未受理"}
 
@@ -117,13 +123,14 @@ class Complaints:
                  template_id: str) -> None:
         self.db = db
         self.docs = db["complaints"]
+        self.steps = db["complaint_steps"]
         self.clock = clock
         self.registry = registry
         self.audit = audit
         self.attachments = attachments
         self.wechat = wechat
-        self.respond = timedelta(hours=respond_hours)
-        self.resolve = timedelta(hours=resolve_hours)
+        self.respond_limit = timedelta(hours=respond_hours)
+        self.resolve_limit = timedelta(hours=resolve_hours)
         self.template_id = template_id
 
     # -- filing -----------------------------------------------------------------------------
@@ -145,8 +152,8 @@ class Complaints:
             "text_check": verdict, "photos": photos, "unit_id": unit_id or "",
             "filed_by": user.user_id, "filed_at": now, "state": state.value,
             "level": Level.PROPERTY.value, "handler_area_id": "", "version": 1,
-            "due_at": now + self.respond if state is State.OPEN else None,
-            "first_respond_by": now + self.respond, "departments": [], "satisfaction": 0,
+            "due_at": now + self.respond_limit if state is State.OPEN else None,
+            "first_respond_by": now + self.respond_limit, "departments": [], "satisfaction": 0,
             # 0/1 counters, so the statistics are plain $group sums (FerretDB has no $cond).
             "n_received": int(state is State.OPEN), "n_responded": 0, "n_on_time": 0,
             "n_completed": 0, "n_rated": 0, "n_escalated": 0,
@@ -165,7 +172,7 @@ class Complaints:
         doc = await self.docs.find_one({"_id": complaint_id})
         if doc is None:
             raise NotFound("投诉不存在", code="complaint_not_found")
-        return doc
+        return await self.settle(doc)
 
     async def mine(self, user: MpUser) -> list[dict[str, Any]]:
         docs = await self.docs.find({"filed_by": user.user_id}).sort("filed_at", -1).to_list(200)
@@ -185,22 +192,50 @@ class Complaints:
     async def transition(self, doc: dict[str, Any], actor: Principal | None, action: str,
                          to_state: State, note: str, extra: dict[str, Any] | None = None,
                          level: Level | None = None) -> dict[str, Any] | None:
-        """Apply one step iff the complaint is still exactly as `doc` shows it."""
+        """Apply one step iff nobody has moved the complaint on from the version `doc` shows.
+
+        The step is first claimed by inserting `<complaint>#<version>` into complaint_steps:
+        the unique _id lets exactly one caller win, on FerretDB as on MongoDB. (FerretDB 1.24
+        on SQLite applies a guarded update as read-modify-write, so two concurrent
+        `update_one({_id, version: v})` calls can both report success; an insert of one _id
+        cannot.) The claim holds the whole change, so anyone can finish it if the claimer dies.
+        """
         now = self.clock.now()
         new_level = level or Level(doc["level"])
-        fields: dict[str, Any] = {"state": to_state.value, "level": new_level.value,
-                                  "version": doc["version"] + 1, **(extra or {})}
-        event = _event(now, actor, action, doc["state"], to_state.value, new_level.value, note)
-        updated = await self.docs.find_one_and_update(
-            {"_id": doc["_id"], "state": doc["state"], "level": doc["level"],
-             "version": doc["version"]},
-            {"$set": fields, "$push": {"events": event}}, return_document=ReturnDocument.AFTER)
-        if updated is not None:
-            await self.audit.record(actor, f"complaint.{action}", community_id=doc["community_id"],
-                                    target=doc["_id"], reason=note,
-                                    detail={"from": doc["state"], "to": to_state.value,
-                                            "level": new_level.value})
+        step = {"_id": f"{doc['_id']}#{doc['version']}", "complaint_id": doc["_id"],
+                "from_version": doc["version"], "at": now,
+                "set": {"state": to_state.value, "level": new_level.value,
+                        "version": doc["version"] + 1, **(extra or {})},
+                "event": _event(now, actor, action, doc["state"], to_state.value,
+                                new_level.value, note)}
+        try:
+            await self.steps.insert_one(step)
+        except DuplicateKeyError:
+            return None  # someone else moved it on from this version first
+        updated = await self._apply(step)
+        await self.audit.record(actor, f"complaint.{action}", community_id=doc["community_id"],
+                                target=doc["_id"], reason=note,
+                                detail={"from": doc["state"], "to": to_state.value,
+                                        "level": new_level.value})
         return updated
+
+    async def _apply(self, step: dict[str, Any]) -> dict[str, Any]:
+        await self.docs.update_one({"_id": step["complaint_id"], "version": step["from_version"]},
+                                   {"$set": step["set"], "$push": {"events": step["event"]}})
+        doc = await self.docs.find_one({"_id": step["complaint_id"]})
+        assert doc is not None
+        return doc
+
+    async def settle(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Finish a step whose claimer stopped between claiming and applying (crash recovery).
+
+        Only claims older than STALE_CLAIM are finished, so the claimer's own apply is never raced.
+        """
+        step = await self.steps.find_one({"_id": f"{doc['_id']}#{doc['version']}"})
+        if step is None or self.clock.now() - as_utc(step["at"]) < STALE_CLAIM:
+            return doc
+        log.warning("finishing an interrupted complaint step", extra={"step": step["_id"]})
+        return await self._apply(step)
 
     async def _step(self, doc: dict[str, Any], actor: Principal, action: str, allowed: set[State],
                     to_state: State, note: str, extra: dict[str, Any] | None = None,
@@ -214,7 +249,7 @@ class Complaints:
 
     async def respond(self, doc: dict[str, Any], staff: Principal, note: str) -> dict[str, Any]:
         now = self.clock.now()
-        extra = {"due_at": now + self.resolve, **self._first_response(doc, now)}
+        extra = {"due_at": now + self.resolve_limit, **self._first_response(doc, now)}
         updated = await self._step(doc, staff, "respond", {State.OPEN}, State.RESPONDED, note, extra)
         await self._notify_owner(updated)
         return updated
@@ -244,7 +279,7 @@ class Complaints:
                                      "closed_at": self.clock.now()})
         # Not solved after all: back to the same handler, with a fresh limit to resolve it.
         return await self._step(doc, user, "reopen", {State.RESOLVED}, State.RESPONDED, note,
-                                {"n_completed": 0, "due_at": self.clock.now() + self.resolve})
+                                {"n_completed": 0, "due_at": self.clock.now() + self.resolve_limit})
 
     async def escalate(self, doc: dict[str, Any], actor: Principal | None, note: str,
                        community: Community | None = None) -> dict[str, Any] | None:
@@ -258,7 +293,7 @@ class Complaints:
         updated = await self.transition(
             doc, actor, "escalate", State.OPEN, note,
             {"handler_area_id": level_area(community, target),
-             "due_at": self.clock.now() + self.respond, "n_escalated": 1}, level=target)
+             "due_at": self.clock.now() + self.respond_limit, "n_escalated": 1}, level=target)
         if updated is not None:
             await self._notify_owner(updated)
         return updated
@@ -278,8 +313,8 @@ class Complaints:
         if approve:
             # The response limit starts when the complaint reaches the company.
             updated = await self._step(doc, staff, "release", {State.HELD}, State.OPEN, note,
-                                       {"due_at": now + self.respond, "n_received": 1,
-                                        "first_respond_by": now + self.respond})
+                                       {"due_at": now + self.respond_limit, "n_received": 1,
+                                        "first_respond_by": now + self.respond_limit})
             await self._notify_company(updated, await self.registry.community(doc["community_id"]))
             return updated
         return await self._step(doc, staff, "reject", {State.HELD}, State.REJECTED, note)
@@ -294,6 +329,9 @@ class Complaints:
              "level": {"$ne": Level.STREET.value}, "due_at": {"$lt": now}}).limit(limit).to_list(None)
         communities: dict[str, Community] = {}
         for doc in candidates:
+            doc = await self.settle(doc)
+            if doc["state"] not in (State.OPEN, State.RESPONDED) or as_utc(doc["due_at"]) >= now:
+                continue
             cid = doc["community_id"]
             if cid not in communities:
                 communities[cid] = await self.registry.community(cid)
@@ -304,17 +342,21 @@ class Complaints:
 
     # -- statistics -------------------------------------------------------------------------
     async def stats(self, match: dict[str, Any], by: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Received, responded (on time), completed, satisfaction per group; exact counts."""
-        rows = await (await self.docs.aggregate([
-            {"$match": {**match, "n_received": 1}},
-            {"$group": {"_id": {k: f"${k}" for k in by},
-                        "received": {"$sum": "$n_received"}, "responded": {"$sum": "$n_responded"},
-                        "responded_on_time": {"$sum": "$n_on_time"},
-                        "completed": {"$sum": "$n_completed"}, "escalated": {"$sum": "$n_escalated"},
-                        "rated": {"$sum": "$n_rated"}, "satisfaction_sum": {"$sum": "$satisfaction"}}},
-        ])).to_list(None)
-        out = [{**r["_id"], **{k: v for k, v in r.items() if k != "_id"}} for r in rows]
-        return sorted(out, key=lambda r: tuple(r[k] for k in by))
+        """Received, responded (on time), completed, satisfaction per group; exact counts.
+
+        One $group per counter: FerretDB 1.24 computes only the first accumulator of a $group
+        stage and answers 0 for the others.
+        """
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for name, source in STAT_FIELDS:
+            cursor = await self.docs.aggregate([
+                {"$match": {**match, "n_received": 1}},
+                {"$group": {"_id": {k: f"${k}" for k in by}, "v": {"$sum": f"${source}"}}},
+            ])
+            for r in await cursor.to_list(None):
+                key = tuple(r["_id"][k] for k in by)
+                rows.setdefault(key, {k: r["_id"][k] for k in by})[name] = r["v"]
+        return [rows[k] for k in sorted(rows)]
 
     # -- notifications ----------------------------------------------------------------------
     async def set_contacts(self, community_id: str, user_ids: list[str]) -> list[str]:
