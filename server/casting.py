@@ -150,8 +150,10 @@ class Casting:
         # The owner's own vote always supersedes a proxy's (DOMAIN §3.11).
         if by.is_own and not latest["own"]:
             return latest["round"] + 1, latest["seq"]
+        # Own votes and proxy votes are limited separately by the same rule (docs/ballot-bundle.md).
+        same_kind = own_votes if by.is_own else sum(1 for c in claims if not c["own"])
         revote = Revote(ballot["rules"]["revote"])
-        if revote is Revote.NEVER or (revote is Revote.ONCE and own_votes >= 2):
+        if revote is Revote.NEVER or (revote is Revote.ONCE and same_kind >= 2):
             raise AlreadyVoted()
         return latest["round"] + 1, latest["seq"]
 
