@@ -225,6 +225,8 @@ async def get_ballot_mp(req: Request) -> Any:
                            "area_centi_m2": p["area_centi_m2"]} for p in persons]
     if ballot["status"] != BallotStatus.DRAFT:
         view["turnout"] = await req.services.ballots.live_turnout(ballot)
+    if ballot["status"] == BallotStatus.PUBLISHED and ballot["rules"]["show_counts_before_close"]:
+        view["live_counts"] = await req.services.ballots.live_counts(ballot)
     return view
 
 

@@ -253,6 +253,13 @@ class Ballots:
             "headcount_still_needed": result.headcount_still_needed,
         }
 
+    async def live_counts(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Per-option counts so far: only where the ballot's rules make them visible."""
+        counted = await self.counted(doc["_id"])
+        areas = {r["person_id"]: r["area_centi_m2"] for r in await self.roll(doc["_id"])}
+        totals = RollTotals(doc["totals"]["A"], doc["totals"]["N"])
+        return tally_items(manifest_entry(doc), totals, areas, counted)
+
     # -- closing ----------------------------------------------------------------------------
     async def close(self, ballot_id: str) -> dict[str, Any] | None:
         """Close a ballot whose window has ended; safe to call from several processes."""

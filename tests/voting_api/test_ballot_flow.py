@@ -125,3 +125,16 @@ async def test_per_voter_records_are_for_the_committee_only(api: Api, clock: Man
     text = str(public)
     assert "agree" not in text.replace('"options"', "") or "choices" not in text
     assert "o_" not in str([e for e in public["entries"] if e["type"] == "vote"])
+
+
+async def test_option_counts_before_close_only_where_the_rules_allow(api: Api, clock: ManualClock) -> None:
+    world = await voting_world(api)
+    hidden = (await published_ballot(api, world, clock))["id"]
+    shown = (await published_ballot(api, world, clock, rules={"show_counts_before_close": True}))["id"]
+    open_voting(clock)
+    for bid in (hidden, shown):
+        assert (await vote(api, world.owners[1], bid, "agree", "disagree")).status_code == 201
+    view = (await api.get(f"/api/mp/v1/ballots/{hidden}", world.owners[2])).json()
+    assert "live_counts" not in view and view["turnout"]["headcount"]["numerator"] == 1
+    view = (await api.get(f"/api/mp/v1/ballots/{shown}", world.owners[2])).json()
+    assert view["live_counts"][0]["raw"]["YN"] == 1 and view["live_counts"][1]["raw"]["YN"] == 0
