@@ -250,7 +250,8 @@ class Complaints:
     async def respond(self, doc: dict[str, Any], staff: Principal, note: str) -> dict[str, Any]:
         now = self.clock.now()
         extra = {"due_at": now + self.resolve_limit, **self._first_response(doc, now)}
-        updated = await self._step(doc, staff, "respond", {State.OPEN}, State.RESPONDED, note, extra)
+        updated = await self._step(doc, staff, "respond", {State.OPEN}, State.RESPONDED, note,
+                                   extra)
         await self._notify_owner(updated)
         return updated
 
@@ -326,7 +327,8 @@ class Complaints:
         moved = 0
         candidates = await self.docs.find(
             {"state": {"$in": [State.OPEN.value, State.RESPONDED.value]},
-             "level": {"$ne": Level.STREET.value}, "due_at": {"$lt": now}}).limit(limit).to_list(None)
+             "level": {"$ne": Level.STREET.value}, "due_at": {"$lt": now}}
+        ).limit(limit).to_list(None)
         communities: dict[str, Community] = {}
         for doc in candidates:
             doc = await self.settle(doc)

@@ -123,7 +123,8 @@ class Credit:
             {"area_path": area_id, "quarter": {"$in": quarters}}, ("company_id",))}
         disclosed: dict[str, tuple[int, int]] = {}
         for q in quarters:
-            for company, (on_time, due) in (await self.disclosures.punctual(communities, q)).items():
+            punctual = await self.disclosures.punctual(communities, q)
+            for company, (on_time, due) in punctual.items():
                 a, b = disclosed.get(company, (0, 0))
                 disclosed[company] = (a + on_time, b + due)
         companies = sorted((set(ratings) | set(complaints) | set(disclosed)) - {""})

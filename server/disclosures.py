@@ -183,7 +183,8 @@ class Disclosures:
         attachments = await self.attachments.resolve(community.id, attachment_ids, "attachments")
         doc: dict[str, Any] = {
             "_id": "dc_" + secrets.token_hex(8), **key, "company_id": community.company_id,
-            "area_path": list(community.area_path), "version": (latest or {"version": 0})["version"] + 1,
+            "area_path": list(community.area_path),
+            "version": (latest or {"version": 0})["version"] + 1,
             "reason": reason, "content": content, "attachments": attachments,
             "published_at": now, "published_by": actor_of(principal),
             "previous_sha256": latest["payload_sha256"] if latest else "",
@@ -270,7 +271,8 @@ class Disclosures:
                     (c.id, p.value, Kind.COMPLAINT_CHANNELS.value) in found, status, at))
         return quarter, due, out
 
-    async def punctual(self, communities: list[Community], quarter: str) -> dict[str, tuple[int, int]]:
+    async def punctual(self, communities: list[Community],
+                       quarter: str) -> dict[str, tuple[int, int]]:
         """Per company: (communities whose company statement was on time, communities served)."""
         _, _, rows = await self.currency(communities, quarter)
         by_community = {c.id: c.company_id for c in communities}

@@ -184,7 +184,8 @@ class Ratings:
             raise Forbidden("仅业主（共有房屋为指定表决人）可以评价", code="not_a_rating_person")
         if person_key is None and len(persons) > 1:
             raise InvalidInput("请选择以哪一户评价", code="person_required",
-                               fields={"person_key": "可选：" + "、".join(p.person_id for p in persons)})
+                               fields={"person_key": "可选：" + "、".join(
+                                   p.person_id for p in persons)})
         person = next((p for p in persons if person_key in (None, p.person_id)), None)
         if person is None:
             raise InvalidInput(fields={"person_key": "不是您可以评价的一户"})
@@ -213,7 +214,8 @@ class Ratings:
                 "rated_at": iso(doc["rated_at"])}
 
     async def my_rating(self, user: MpUser, period_id: str) -> list[dict[str, Any]]:
-        docs = await self.ratings.find({"period_id": period_id, "user_id": user.user_id}).to_list(None)
+        docs = await self.ratings.find(
+            {"period_id": period_id, "user_id": user.user_id}).to_list(None)
         return [self.rating_to_json(d) for d in docs]
 
     # -- results ----------------------------------------------------------------------------

@@ -45,7 +45,8 @@ async def test_a_complaint_from_filing_to_confirmation_is_notified_time_stamped_
     owner = await town.owner("w", PHONE_W)
     fake.grant_subscribe("w", TEMPLATE, times=1)  # the owner accepted one progress message
     photo = await api.post("/api/mp/v1/communities/cm_r/attachments", owner,
-                           json={"name": "楼道.png", "content_base64": base64.b64encode(PNG).decode()})
+                           json={"name": "楼道.png",
+                                 "content_base64": base64.b64encode(PNG).decode()})
     assert photo.status_code == 201, photo.text
     r = await file(town, owner, photos=[photo.json()["id"]])
     assert r.status_code == 201, r.text
@@ -66,7 +67,8 @@ async def test_a_complaint_from_filing_to_confirmation_is_notified_time_stamped_
         {"complaint_id": c["id"]}).sort("at", 1).to_list(None)
     assert [n["outcome"] for n in notices] == ["sent", "sent", "no_quota"]
 
-    r = await api.post(f"/api/mp/v1/complaints/{c['id']}/confirmation", owner, json={"accept": True})
+    r = await api.post(f"/api/mp/v1/complaints/{c['id']}/confirmation", owner,
+                       json={"accept": True})
     assert r.status_code == 400 and r.json()["error"]["fields"] == {"rating": "确认办结时须评价"}
     r = await api.post(f"/api/mp/v1/complaints/{c['id']}/confirmation", owner,
                        json={"accept": True, "rating": 4, "note": "满意"})
@@ -85,7 +87,8 @@ async def test_a_complaint_from_filing_to_confirmation_is_notified_time_stamped_
     assert r.status_code == 409 and r.json()["error"]["code"] == "complaint_wrong_state"
 
 
-async def test_risky_text_is_refused_and_text_for_review_is_held_until_moderated(town: Town) -> None:
+async def test_risky_text_is_refused_and_text_for_review_is_held_until_moderated(
+        town: Town) -> None:
     api = town.api
     owner = await town.owner("w", PHONE_W)
     api.fake.ban_word("炸掉")
@@ -257,3 +260,23 @@ async def test_response_and_completion_rates_are_exact(town: Town, clock: Manual
     assert r.status_code == 403
     r = await api.get("/api/admin/v1/areas/ar_s1/complaint-stats?quarter=2026Q1", token)
     assert r.json()["by_community"] == []
+
+
+async def test_a_step_whose_claimer_died_is_finished_by_the_next_reader(
+        town: Town, clock: ManualClock) -> None:
+    owner = await town.owner("w", PHONE_W)
+    c = (await file(town, owner)).json()
+    complaints = town.api.services.duties.complaints
+    doc = await complaints.get(c["id"])
+    # Simulate a process that claimed the step and died before applying it.
+    await complaints.steps.insert_one({
+        "_id": f"{c['id']}#1", "complaint_id": c["id"], "from_version": 1, "at": clock.now(),
+        "set": {"state": "responded", "level": "property", "version": 2},
+        "event": {**doc["events"][0], "action": "respond", "from": "open", "to": "responded"}})
+    assert (await complaints.get(c["id"]))["version"] == 1  # the claimer may still be working
+    r = await act(town, "property_a", c["id"], "response")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "complaint_changed"
+    clock.advance(minutes=2)
+    finished = await complaints.get(c["id"])
+    assert finished["version"] == 2 and finished["state"] == "responded"
+    assert [e["action"] for e in finished["events"]] == ["file", "respond"]

@@ -33,7 +33,8 @@ async def publish_income(town: Town, content: dict[str, Any], period: str = "202
                                json={"content": content, **extra})
 
 
-async def test_statement_that_does_not_add_up_is_refused_with_the_offending_line(town: Town) -> None:
+async def test_statement_that_does_not_add_up_is_refused_with_the_offending_line(
+        town: Town) -> None:
     r = await publish_income(town, statement(total_income_fen=470001))
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "statement_unbalanced"
@@ -68,7 +69,8 @@ def signed_payload_of(d: dict[str, Any]) -> dict[str, Any]:
             "previous_sha256": d["previous_sha256"]}
 
 
-async def test_correction_is_a_new_signed_version_and_the_first_stays_in_history(town: Town) -> None:
+async def test_correction_is_a_new_signed_version_and_the_first_stays_in_history(
+        town: Town) -> None:
     first = await publish_income(town, statement())
     assert first.status_code == 201, first.text
     v1 = first.json()
@@ -196,7 +198,8 @@ async def test_attachments_are_sniffed_hashed_limited_and_scoped(town: Town) -> 
     assert (await town.api.get(f"/api/mp/v1/attachments/{att['id']}", stranger)).status_code == 403
 
 
-async def test_currency_tracks_the_quarter_statement_deadline(town: Town, clock: ManualClock) -> None:
+async def test_currency_tracks_the_quarter_statement_deadline(town: Town,
+                                                              clock: ManualClock) -> None:
     token = await town.token("street")
     r = await town.api.get("/api/admin/v1/areas/ar_s1/disclosure-currency", token)
     assert r.status_code == 200, r.text
