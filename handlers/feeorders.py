@@ -88,6 +88,7 @@ async def community_orders(req: Request) -> Any:
 
 async def staff_order(req: Request) -> Any:
     order = await _staff_order(req, FEE_READERS)
+    order["refunded_fen"] = await req.services.refunds.refunded_fen(order["_id"])  # the ledger
     return {"order": order_to_json(order, for_staff=True),
             "refunds": await req.services.refunds.for_order(order["_id"])}
 

@@ -6,12 +6,19 @@ Money is integer fen throughout. The property fee of a unit is
 
 rounded half up to whole fen once, at the end (``property_fee_fen``). A bill's amount due is
 its base plus the sum of its adjustments; adjustments are appended, never edited.
+
+Who may change a bill is decided by a unique insert into ``bill_locks`` (_id = bill id): an
+order holds the lock while it is open (for ever once paid), an adjustment for the moment it
+writes. A guarded ``update_one`` alone is not enough on FerretDB 1.24: under concurrency two
+updates guarded by the same expected state can both apply, and ``$inc`` can lose increments
+(docs/fees.md, "Concurrency"). Inserts against a unique key are atomic on every store.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +55,36 @@ DEFAULT_UNIT_KINDS: dict[FeeKind, tuple[UnitKind, ...]] = {
     FeeKind.PARKING: (UnitKind.PARKING,),
     FeeKind.FIXED: (UnitKind.RESIDENTIAL, UnitKind.COMMERCIAL),
 }
+
+
+class BillLocks:
+    """`bill_locks`: at most one holder per bill, decided by the unique _id."""
+
+    def __init__(self, db: AsyncDatabase, clock: Clock) -> None:
+        self.locks = db["bill_locks"]
+        self.clock = clock
+
+    async def acquire(self, bill_id: str, holder: str) -> bool:
+        try:
+            await self.locks.insert_one({"_id": bill_id, "holder": holder,
+                                         "kind": holder.split("_", 1)[0], "at": self.clock.now()})
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def release(self, bill_ids: list[str], holder: str) -> None:
+        """Drop only the locks `holder` owns (never another order's)."""
+        await self.locks.delete_many({"_id": {"$in": bill_ids}, "holder": holder})
+
+    async def clear_stale_adjustments(self, older_than_seconds: int = 300) -> int:
+        """An adjustment holds its lock for one write; one left behind by a crash is dropped."""
+        cutoff = self.clock.now() - timedelta(seconds=older_than_seconds)
+        result = await self.locks.delete_many({"kind": "adj", "at": {"$lt": cutoff}})
+        return result.deleted_count
+
+    async def holder(self, bill_id: str) -> str | None:
+        doc = await self.locks.find_one({"_id": bill_id})
+        return doc["holder"] if doc else None
 
 
 class BillNotAdjustable(Conflict):
@@ -129,6 +166,7 @@ class Fees:
         self.bills = db["bills"]
         self.clock = clock
         self.audit = audit
+        self.locks = BillLocks(db, clock)
 
     # -- fee items --------------------------------------------------------------------------
     async def create_item(self, principal: Principal | None, community: Community,
@@ -254,24 +292,32 @@ class Fees:
 
     async def adjust(self, principal: Principal | None, bill: dict[str, Any], delta_fen: int,
                      reason: str) -> dict[str, Any]:
-        """Append an adjustment and move the amount due in one guarded document update."""
+        """Append an adjustment and move the amount due, holding the bill's lock meanwhile.
+
+        The lock keeps out orders (whose total must match what is paid) and other
+        adjustments (whose `$inc` could otherwise be lost), so the write below has no rival.
+        """
         adjustment = {"id": "adj_" + secrets.token_hex(6), "delta_fen": delta_fen,
                       "reason": reason, "at": self.clock.now(), "by": actor_of(principal)}
-        guard: dict[str, Any] = {"_id": bill["_id"], "status": BillStatus.UNPAID.value,
-                                 "order_id": ""}
-        if delta_fen < 0:
-            guard["amount_due_fen"] = {"$gte": -delta_fen}  # never below zero
-        doc = await self.bills.find_one_and_update(
-            guard, {"$push": {"adjustments": adjustment}, "$inc": {"amount_due_fen": delta_fen}},
-            return_document=ReturnDocument.AFTER)
-        if doc is None:
+        if not await self.locks.acquire(bill["_id"], adjustment["id"]):
             raise BillNotAdjustable()
-        if doc["amount_due_fen"] == 0:
-            waived = await self.bills.find_one_and_update(
-                {"_id": doc["_id"], "status": BillStatus.UNPAID.value, "amount_due_fen": 0,
-                 "order_id": ""}, {"$set": {"status": BillStatus.WAIVED.value}},
+        try:
+            current = await self.bill(bill["_id"])
+            if (current["status"] != BillStatus.UNPAID
+                    or current["amount_due_fen"] + delta_fen < 0):
+                raise BillNotAdjustable()
+            total = current["amount_due_fen"] + delta_fen
+            update: dict[str, Any] = {"$push": {"adjustments": adjustment},
+                                      "$set": {"amount_due_fen": total}}
+            if total == 0:
+                update["$set"]["status"] = BillStatus.WAIVED.value
+            doc = await self.bills.find_one_and_update(
+                {"_id": bill["_id"], "status": BillStatus.UNPAID.value}, update,
                 return_document=ReturnDocument.AFTER)
-            doc = waived or doc
+            if doc is None:
+                raise BillNotAdjustable()
+        finally:
+            await self.locks.release([bill["_id"]], adjustment["id"])
         await self.audit.record(principal, "bill.adjust", community_id=doc["community_id"],
                                 target=doc["_id"], reason=reason,
                                 detail={"delta_fen": delta_fen,
@@ -287,17 +333,28 @@ class Fees:
                 if b["role"] in ("owner", "family") or (b["role"] == "tenant" and b.get("can_pay"))}
 
     # -- arrears and collection ---------------------------------------------------------------
+    async def _group(self, match: dict[str, Any], key: str) -> dict[str, tuple[int, int]]:
+        """{key value: (sum of amount_due_fen, number of bills)} over bills matching `match`.
+
+        One accumulator per aggregation: FerretDB 1.24 returns 0 for every accumulator of a
+        $group after the first (found by test_arrears_and_collection_rate…), so the amount and
+        the count are two passes over the same index range.
+        """
+        out: dict[str, list[int]] = {}
+        for position, accumulator in enumerate(({"$sum": "$amount_due_fen"}, {"$sum": 1})):
+            cursor = await self.bills.aggregate([
+                {"$match": match}, {"$group": {"_id": f"${key}", "value": accumulator}}])
+            for row in await cursor.to_list(None):
+                out.setdefault(row["_id"], [0, 0])[position] = row["value"]
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
     async def arrears(self, community_id: str) -> list[dict[str, Any]]:
-        rows = await self.bills.aggregate([
-            {"$match": {"community_id": community_id, "status": BillStatus.UNPAID.value}},
-            {"$group": {"_id": "$unit_id", "amount_fen": {"$sum": "$amount_due_fen"},
-                        "bills": {"$sum": 1}}},
-            {"$sort": {"amount_fen": -1}},
-        ])
-        found = await rows.to_list(None)
-        labels = await self._unit_labels(r["_id"] for r in found)
-        return [{"unit_id": r["_id"], "unit_label": labels.get(r["_id"], ""),
-                 "amount_fen": r["amount_fen"], "bills": r["bills"]} for r in found]
+        rows = await self._group({"community_id": community_id,
+                                  "status": BillStatus.UNPAID.value}, "unit_id")
+        labels = await self._unit_labels(rows)
+        found = sorted(rows.items(), key=lambda kv: (-kv[1][0], labels.get(kv[0], "")))
+        return [{"unit_id": unit_id, "unit_label": labels.get(unit_id, ""), "amount_fen": amount,
+                 "bills": count} for unit_id, (amount, count) in found]
 
     async def _unit_labels(self, unit_ids: Iterable[str]) -> dict[str, str]:
         docs = await self.db["units"].find({"_id": {"$in": list(unit_ids)}}).to_list(None)
@@ -305,17 +362,13 @@ class Fees:
 
     async def collection(self, match: dict[str, Any]) -> list[dict[str, Any]]:
         """Amount due and paid per community for bills matching `match` ($match/$group only)."""
-        cursor = await self.bills.aggregate([
-            {"$match": match},
-            {"$group": {"_id": {"community_id": "$community_id", "status": "$status"},
-                        "amount_fen": {"$sum": "$amount_due_fen"}, "bills": {"$sum": 1}}},
-        ])
         per: dict[str, dict[str, int]] = {}
-        for row in await cursor.to_list(None):
-            key = row["_id"]
-            totals = per.setdefault(key["community_id"], {})
-            totals[key["status"] + "_fen"] = row["amount_fen"]
-            totals[key["status"] + "_bills"] = row["bills"]
+        for status in BillStatus:
+            rows = await self._group({**match, "status": status.value}, "community_id")
+            for community_id, (amount, count) in rows.items():
+                totals = per.setdefault(community_id, {})
+                totals[status.value + "_fen"] = amount
+                totals[status.value + "_bills"] = count
         out = []
         for community_id in sorted(per):
             t = per[community_id]

@@ -1,9 +1,11 @@
 """Paying bills with WeChat Pay v3 (JSAPI): orders, payment notifications, settlement, receipts.
 
-Every state change is one document update guarded by the expected state, plus unique indexes:
-a bill joins an order by ``{status: unpaid, order_id: ""} -> order_id``; an order becomes paid
-by ``{status: pending} -> paid``; a receipt is unique per order; a notification id is unique.
-No step needs a transaction, so a retry, a replay or a crash half-way is always safe.
+Every decision is an insert against a unique key, so it is made exactly once on any store
+(FerretDB 1.24 does not make a guarded ``update_one`` atomic under concurrency): a bill joins an
+order by inserting its ``bill_locks`` entry; an order's fate (paid, closed, failed) is the
+first ``pay_outcomes`` insert for it; a receipt is unique per order; a notification id is
+unique. The documents are then brought in line with plain, idempotent ``$set`` updates, so a
+retry, a replay or a crash half-way only ever completes the work.
 """
 
 from __future__ import annotations
@@ -169,16 +171,16 @@ class Payments:
         # The order exists before any bill points at it, so a crash never strands a claim:
         # the sweep finds the pending order, learns WeChat Pay never saw it, and releases it.
         await self.orders.insert_one(order)
-        claimed: list[str] = []
         for i, bill in enumerate(bills):
-            result = await self.bills.update_one(
-                {"_id": bill["_id"], "status": BillStatus.UNPAID.value, "order_id": "",
-                 "amount_due_fen": bill["amount_due_fen"]},
-                {"$set": {"order_id": order["_id"]}})
-            if result.modified_count != 1:
+            if not await self.fees.locks.acquire(bill["_id"], order["_id"]):
                 await self._abandon(order, "bill_taken")
-                raise BillTaken(fields={f"bill_ids[{i}]": "已缴清、已调整或正在支付中"})
-            claimed.append(bill["_id"])
+                raise BillTaken(fields={f"bill_ids[{i}]": "已缴清、正在调整或正在支付中"})
+            current = await self.fees.bill(bill["_id"])
+            if (current["status"] != BillStatus.UNPAID
+                    or current["amount_due_fen"] != bill["amount_due_fen"]):
+                await self._abandon(order, "bill_changed")
+                raise BillTaken(fields={f"bill_ids[{i}]": "账单已缴清或金额已调整，请刷新"})
+            await self.bills.update_one({"_id": bill["_id"]}, {"$set": {"order_id": order["_id"]}})
         prepay_id = await self._place(client, order)
         await self.orders.update_one({"_id": order["_id"]}, {"$set": {"prepay_id": prepay_id}})
         await self.audit.record(user, "pay_order.create", community_id=order["community_id"],
@@ -216,19 +218,34 @@ class Payments:
         return {"order": order_to_json(order),
                 "pay_params": client.jsapi_pay_params(prepay_id, now=self.clock.now())}
 
+    async def _decide(self, order_id: str, outcome: str) -> tuple[str, bool]:
+        """The order's one outcome: ours if we are first, else the earlier one; and who won."""
+        try:
+            await self.db["pay_outcomes"].insert_one(
+                {"_id": order_id, "outcome": outcome, "at": self.clock.now()})
+            return outcome, True
+        except DuplicateKeyError:
+            doc = await self.db["pay_outcomes"].find_one({"_id": order_id}) or {}
+            return str(doc.get("outcome", "")), False
+
     async def _abandon(self, order: dict[str, Any], reason: str) -> None:
         """Mark a never-placed order failed and release whatever bills it claimed."""
-        await self.orders.update_one(
-            {"_id": order["_id"], "status": OrderStatus.PENDING.value},
-            {"$set": {"status": OrderStatus.FAILED.value, "close_reason": reason,
-                      "closed_at": self.clock.now()}})
-        await self._release(order)
+        outcome, won = await self._decide(order["_id"], OrderStatus.FAILED.value)
+        if won:
+            await self.orders.update_one(
+                {"_id": order["_id"]},
+                {"$set": {"status": OrderStatus.FAILED.value, "close_reason": reason,
+                          "closed_at": self.clock.now()}})
+            await self._release(order)
 
     async def _release(self, order: dict[str, Any]) -> None:
+        # The display field first, then the locks: once a lock is gone another order may
+        # claim the bill and set its own order_id, which must not be overwritten.
         await self.bills.update_many(
             {"_id": {"$in": order["bill_ids"]}, "order_id": order["_id"],
              "status": BillStatus.UNPAID.value},
             {"$set": {"order_id": ""}})
+        await self.fees.locks.release(order["bill_ids"], order["_id"])
 
     async def order(self, order_id: str) -> dict[str, Any]:
         doc = await self.orders.find_one({"_id": order_id})
@@ -267,18 +284,17 @@ class Payments:
     async def mark_paid(self, order: dict[str, Any], txn: Transaction, via: str) -> dict[str, Any]:
         """pending → paid once; bills paid and receipt issued idempotently (safe to repeat)."""
         now = self.clock.now()
+        outcome, won = await self._decide(order["_id"], OrderStatus.PAID.value)
+        if outcome != OrderStatus.PAID:
+            await self.record_orphan(await self.order(order["_id"]), txn, via)
+            return await self.order(order["_id"])
         paid = {"status": OrderStatus.PAID.value, "paid_at": txn.success_time or now,
                 "transaction_id": txn.transaction_id or "", "payer_openid": txn.payer_openid or "",
                 "paid_via": via}
         doc = await self.orders.find_one_and_update(
-            {"_id": order["_id"], "status": OrderStatus.PENDING.value}, {"$set": paid},
-            return_document=ReturnDocument.AFTER)
-        if doc is None:
-            doc = await self.order(order["_id"])
-            if doc["status"] in (OrderStatus.CLOSED, OrderStatus.FAILED, OrderStatus.PAID_AFTER_CLOSE):
-                await self.record_orphan(doc, txn, via)
-                return await self.order(order["_id"])
-        else:
+            {"_id": order["_id"], "status": {"$ne": OrderStatus.PAID.value}}, {"$set": paid},
+            return_document=ReturnDocument.AFTER) or await self.order(order["_id"])
+        if won:
             await self.audit.record(None, "pay_order.paid", community_id=doc["community_id"],
                                     target=doc["_id"], detail={"via": via,
                                                                "transaction_id": txn.transaction_id})
@@ -328,15 +344,15 @@ class Payments:
         route = "review"
         if order is not None:
             await self.orders.update_one(
-                {"_id": order["_id"],
-                 "status": {"$in": [OrderStatus.CLOSED.value, OrderStatus.FAILED.value]}},
+                {"_id": order["_id"]},
                 {"$set": {"status": OrderStatus.PAID_AFTER_CLOSE.value,
                           "transaction_id": txn.transaction_id or "",
                           "paid_at": txn.success_time or self.clock.now(), "paid_via": via}})
             bills = await self.bills.find({"_id": {"$in": order["bill_ids"]}}).to_list(None)
-            if any(b["status"] != BillStatus.UNPAID or b["order_id"] not in ("", order["_id"])
-                   for b in bills):
-                route = "refund"
+            holders = [await self.fees.locks.holder(b["_id"]) for b in bills]
+            if any(b["status"] != BillStatus.UNPAID for b in bills) or any(
+                    h not in (None, order["_id"]) for h in holders):
+                route = "refund"  # paid since, or in another order: the money goes back
         try:
             await self.db["orphan_payments"].insert_one({
                 "_id": txn.out_trade_no, "order_id": order["_id"] if order else "",
@@ -450,11 +466,12 @@ class Payments:
         return "pending"
 
     async def _close_local(self, order: dict[str, Any], reason: str) -> None:
-        result = await self.orders.update_one(
-            {"_id": order["_id"], "status": OrderStatus.PENDING.value},
-            {"$set": {"status": OrderStatus.CLOSED.value, "close_reason": reason,
-                      "closed_at": self.clock.now()}})
-        if result.modified_count:
+        outcome, won = await self._decide(order["_id"], OrderStatus.CLOSED.value)
+        if won:
+            await self.orders.update_one(
+                {"_id": order["_id"]},
+                {"$set": {"status": OrderStatus.CLOSED.value, "close_reason": reason,
+                          "closed_at": self.clock.now()}})
             await self._release(order)
 
     async def sweep(self, limit: int = 500) -> dict[str, int]:
@@ -462,6 +479,7 @@ class Payments:
         counts: dict[str, int] = {}
         docs = await self.orders.find({"status": OrderStatus.PENDING.value}).sort(
             "created_at", 1).limit(limit).to_list(None)
+        await self.fees.locks.clear_stale_adjustments()
         for order in docs:
             try:
                 outcome = await self.reconcile_order(order)

@@ -1,8 +1,10 @@
 """Refunds of paid orders through WeChat Pay v3: full or partial, idempotent on out_refund_no.
 
-The refunded amount is reserved on the order first, by one update guarded by what is still
-refundable (``refunded_fen <= total - amount``), so two clerks can never refund more than was
-paid. The refund record's state moves only forward, each step one guarded update.
+The refunded amount is reserved first in a per-order ledger (``refund_ledger``): entry n+1 carries
+the running total and is inserted under the unique id ``order:n+1``, so of two clerks racing
+for the same slot one wins and the other re-reads the new total; nobody can refund more than
+was paid. A refund's final state is the first ``refund_outcomes`` insert for it, and only a
+refund that did not happen gives its reservation back, once.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class Refunds:
         self.refunds = db["pay_refunds"]
         self.orders = db["pay_orders"]
         self.orphans = db["orphan_payments"]
+        self.ledger = db["refund_ledger"]
+        self.outcomes = db["refund_outcomes"]
         self.clock = clock
         self.audit = audit
         self.payments = payments
@@ -107,14 +111,9 @@ class Refunds:
                 return refund_to_json(existing)  # the same request again: same answer
             doc = existing  # an earlier attempt did not hear back: ask WeChat Pay again
         else:
-            reserved = await self.orders.update_one(
-                {"_id": order["_id"], "status": {"$in": _REFUNDABLE},
-                 "refunded_fen": {"$lte": order["total_fen"] - amount_fen}},
-                {"$inc": {"refunded_fen": amount_fen}})
-            if reserved.modified_count != 1:
-                await self.refunds.update_one({"_id": out_refund_no},
-                                              {"$set": {"status": RefundState.REFUSED.value,
-                                                        "refused_reason": "exceeds_paid"}})
+            if not await self._reserve(order, out_refund_no, amount_fen):
+                await self._finish(out_refund_no, RefundState.REFUSED,
+                                   {"refused_reason": "exceeds_paid"}, release=False)
                 raise RefundExceedsPaid(fields={"amount_fen": "超过可退金额"})
             await self.audit.record(staff, "refund.request", community_id=order["community_id"],
                                     target=out_refund_no, reason=reason,
@@ -128,29 +127,71 @@ class Refunds:
             await self._finish(out_refund_no, RefundState.REFUSED, {"refused_reason": exc.code})
             raise UpstreamRejected("微信支付拒绝了退款请求", code="wechatpay_refund_rejected") from None
         state = RefundState.SUCCESS if result.get("status") == "SUCCESS" else RefundState.PROCESSING
-        updated = await self.refunds.find_one_and_update(
-            {"_id": out_refund_no, "status": RefundState.REQUESTED.value},
-            {"$set": {"status": state.value, "refund_id": str(result.get("refund_id", ""))}},
-            return_document=ReturnDocument.AFTER)
+        if state is RefundState.SUCCESS:
+            await self._finish(out_refund_no, state, {"refund_id": str(result.get("refund_id", ""))})
+        else:
+            await self.refunds.update_one(
+                {"_id": out_refund_no, "status": RefundState.REQUESTED.value},
+                {"$set": {"status": state.value, "refund_id": str(result.get("refund_id", ""))}})
+            await self._settle_status(out_refund_no)
         await self._orphan_progress(order, state)
-        return refund_to_json(updated or await self.refunds.find_one({"_id": out_refund_no}) or doc)
+        return refund_to_json(await self.refunds.find_one({"_id": out_refund_no}) or doc)
+
+    async def _reserve(self, order: dict[str, Any], out_refund_no: str, delta_fen: int) -> bool:
+        """Append to the order's refund ledger; False if the running total would pass the paid amount."""
+        for _ in range(50):
+            last = await self.ledger.find({"order_id": order["_id"]}).sort("seq", -1).limit(1).to_list(None)
+            seq = last[0]["seq"] + 1 if last else 1
+            running = (last[0]["running_fen"] if last else 0) + delta_fen
+            if running > order["total_fen"]:
+                return False
+            try:
+                await self.ledger.insert_one({
+                    "_id": f"{order['_id']}:{seq:06d}", "order_id": order["_id"], "seq": seq,
+                    "delta_fen": delta_fen, "running_fen": running, "out_refund_no": out_refund_no,
+                    "at": self.clock.now()})
+            except DuplicateKeyError:
+                continue  # another refund took this slot: read the new total and try again
+            await self.orders.update_one({"_id": order["_id"]},
+                                         {"$set": {"refunded_fen": await self.refunded_fen(order["_id"])}})
+            return True
+        raise Conflict("退款处理繁忙，请稍后重试", code="refund_busy")
+
+    async def refunded_fen(self, order_id: str) -> int:
+        """Reserved or refunded so far: the running total of the ledger's last entry."""
+        last = await self.ledger.find({"order_id": order_id}).sort("seq", -1).limit(1).to_list(None)
+        return int(last[0]["running_fen"]) if last else 0
 
     async def _finish(self, out_refund_no: str, state: RefundState,
-                      extra: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Open → final once; a refund that did not happen gives its reservation back."""
-        doc = await self.refunds.find_one_and_update(
-            {"_id": out_refund_no, "status": {"$in": _OPEN}},
-            {"$set": {"status": state.value, "finished_at": self.clock.now(), **(extra or {})}},
-            return_document=ReturnDocument.AFTER)
-        if doc is not None and state in (RefundState.CLOSED, RefundState.REFUSED):
-            await self.orders.update_one({"_id": doc["order_id"]},
-                                         {"$inc": {"refunded_fen": -doc["amount_fen"]}})
-        return doc
+                      extra: Mapping[str, Any] | None = None, release: bool = True) -> bool:
+        """Record the refund's one final state; a refund that did not happen returns its money."""
+        try:
+            await self.outcomes.insert_one({"_id": out_refund_no, "state": state.value,
+                                            "at": self.clock.now()})
+        except DuplicateKeyError:
+            await self._settle_status(out_refund_no)
+            return False
+        await self.refunds.update_one(
+            {"_id": out_refund_no},
+            {"$set": {"status": state.value, "finished_at": self.clock.now(), **(extra or {})}})
+        doc = await self.refunds.find_one({"_id": out_refund_no})
+        if doc is not None and release and state in (RefundState.CLOSED, RefundState.REFUSED):
+            order = await self.orders.find_one({"_id": doc["order_id"]})
+            if order is not None:
+                await self._reserve(order, out_refund_no, -doc["amount_fen"])
+        return True
+
+    async def _settle_status(self, out_refund_no: str) -> None:
+        """Make the record show the final state, should a slower write have overtaken it."""
+        outcome = await self.outcomes.find_one({"_id": out_refund_no})
+        if outcome is not None:
+            await self.refunds.update_one({"_id": out_refund_no},
+                                          {"$set": {"status": outcome["state"]}})
 
     async def _orphan_progress(self, order: dict[str, Any], state: RefundState) -> None:
         if order["status"] == OrderStatus.PAID_AFTER_CLOSE:
             await self.orphans.update_one(
-                {"_id": order["out_trade_no"], "status": "open"},
+                {"_id": order["out_trade_no"], "status": {"$in": ["open", "refunding"]}},
                 {"$set": {"status": "refunded" if state is RefundState.SUCCESS else "refunding"}})
 
     async def for_order(self, order_id: str) -> list[dict[str, Any]]:
@@ -186,7 +227,7 @@ class Refunds:
         state = states[notification.event_type]
         done = await self._finish(refund["_id"], state,
                                   {"refund_id": str(resource.get("refund_id", ""))})
-        if done is not None:
+        if done:
             order = await self.orders.find_one({"_id": refund["order_id"]}) or {}
             if order:
                 await self._orphan_progress(order, state)
@@ -207,6 +248,6 @@ class Refunds:
                 continue
             state = {"SUCCESS": RefundState.SUCCESS, "CLOSED": RefundState.CLOSED,
                      "ABNORMAL": RefundState.ABNORMAL}.get(str(result.get("status")))
-            if state is not None and await self._finish(doc["_id"], state) is not None:
+            if state is not None and await self._finish(doc["_id"], state):
                 counts[state.value] = counts.get(state.value, 0) + 1
         return counts
