@@ -192,6 +192,26 @@ async def record_proxy(req: Request) -> Any:
     return Reply(status=201, body=result)
 
 
+async def record_transfer(req: Request) -> Any:
+    """After the registry shows a new owner of a unit, the committee records it for the ballot."""
+    ballot, community = await _ballot_for_staff(req, write=True)
+    staff = require_staff(req.principal)
+    unit = await req.services.registry.unit(req.body["unit_id"])
+    person = await req.services.store.db["ballot_rolls"].find_one(
+        {"ballot_id": ballot["_id"], "unit_ids": unit["_id"]})
+    if person is None:
+        raise Forbidden("该房屋不在本表决范围内", code="not_on_roll")
+    if unit["voter_owner_id"] == person["current_voter_owner_id"]:
+        raise InvalidInput("名册中该房屋的业主未变更，请先导入过户后的名册", code="no_transfer",
+                           fields={"unit_id": "业主未变更"})
+    result = await req.services.casting.transfer(ballot, person, unit["_id"],
+                                                 unit["voter_owner_id"],
+                                                 req.body["document_sha256"], staff.staff_id)
+    await req.services.audit.record(staff, "ballot.transfer", community_id=community.id,
+                                    target=ballot["_id"], detail=result)
+    return Reply(status=201, body=result)
+
+
 async def bundle_admin(req: Request) -> Any:
     ballot, _ = await _ballot_for_staff(req, write=False)
     return await req.services.ballots.bundle(ballot["_id"], req.query.get("variant", "auditor"))
@@ -257,7 +277,7 @@ async def cast_vote(req: Request) -> Any:
         else:
             raise InvalidInput("您可代表多个投票人，请指明 person_id", code="person_required",
                                fields={"person_id": "必填"})
-        by = CastBy(Channel.ONLINE, {"owner_id": person["voter_owner_id"]})
+        by = CastBy(Channel.ONLINE, {"owner_id": person["current_voter_owner_id"]})
     receipt = await req.services.casting.cast(ballot, person, body["choices"], by)
     await req.services.vote_notices.notify(ballot, person, receipt)
     return Reply(status=201, body=receipt)
@@ -315,6 +335,11 @@ endpoints = [
              body=obj({"person_id": string(1, 200), "proxy_phone": string(11, 11, pattern="^1[0-9]{10}$"),
                        "document_sha256": SHA256, "valid_from": TIMESTAMP,
                        "valid_until": TIMESTAMP}), status=201, tag="voting"),
+    Endpoint("POST", B + "/transfers", record_transfer, Auth.ADMIN,
+             "表决期间房屋过户：已投票的保留，未投票的由新业主投票",
+             obj({"index": integer(0), "effect": enum("voter_changed", "vote_stands"),
+                  "person_id": string(1, 200)}),
+             body=obj({"unit_id": ID, "document_sha256": SHA256}), status=201, tag="voting"),
     Endpoint("GET", B + "/bundle", bundle_admin, Auth.ADMIN, "导出核验包（审计版或公开版）",
              {"type": "object"}, query=obj(optional={"variant": enum("auditor", "public")}),
              tag="voting"),

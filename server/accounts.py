@@ -196,12 +196,15 @@ class Accounts:
                                   "decided_at": self.clock.now(), "reason": reason}
         if approve:
             update["owner_id"] = chosen
-        # Guarded by the expected state: two reviewers cannot both decide one request.
+        # One decision per request, decided by an insert: two reviewers cannot both decide it.
+        # (A guarded update is not enough on FerretDB 1.24, which applies it as read-modify-write.)
+        try:
+            await self.db["binding_decisions"].insert_one({"_id": binding["_id"], **update})
+        except DuplicateKeyError:
+            raise Conflict("该申请已处理", code="binding_already_decided") from None
         doc = await self.db["bindings"].find_one_and_update(
-            {"_id": binding["_id"], "status": BindingStatus.PENDING.value}, {"$set": update},
-            return_document=ReturnDocument.AFTER)
-        if doc is None:
-            raise Conflict("该申请已处理", code="binding_already_decided")
+            {"_id": binding["_id"]}, {"$set": update}, return_document=ReturnDocument.AFTER)
+        assert doc is not None
         await self.audit.record(staff, "binding.approve" if approve else "binding.reject",
                                 community_id=doc["community_id"], target=doc["_id"],
                                 detail={"unit_id": doc["unit_id"], "owner_id": doc["owner_id"]},

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from server.clock import Clock, as_utc, iso, parse_time
 from server.errors import Conflict, InvalidInput, NotFound
-from server.ledger import Ledger
+from server.ledger import Ledger, PositionTaken
+from server.outbox import EventType, emit
 from server.registry import Community, Registry
 from voting.records import FORMAT, CountedVote, final_votes, pseudonym, roll_entries_sha256, tally_items
 from voting.roll import (
@@ -33,7 +33,6 @@ from voting.signing import KeyPurpose
 from voting.tally import BlankPolicy, Choice, CountedChoice, MatterKind, RollTotals, turnout
 
 NOTICE_DAYS_MIN = 15  # Notice at least 15 days before the assembly (DOMAIN §3.12).
-CLOSE_GRACE_SECONDS = 30.0
 
 
 class BallotStatus(StrEnum):
@@ -120,7 +119,7 @@ class Ballots:
             "notice_days": int(body.get("notice_days", NOTICE_DAYS_MIN)),
             "status": BallotStatus.DRAFT.value, "created_by": created_by,
             "created_at": self.clock.now(), "supersedes_ballot_id": body.get("supersedes_ballot_id"),
-            "log_next": 0, "pseudonym_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "pseudonym_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         }
         if doc["supersedes_ballot_id"]:
             old = await self.get(doc["supersedes_ballot_id"])
@@ -181,8 +180,12 @@ class Ballots:
         roll = await self.build_roll(doc)
         key = base64.b64decode(doc["pseudonym_key"])
         entries = [roll_entry(p) for p in roll.persons]
+        # The frozen entry never changes (its hash is signed); `current_voter_owner_id` follows
+        # unit transfers during voting and `has_voted` arbitrates between a vote and a transfer.
         rows = [{"_id": f"{ballot_id}:{e['person_id']}", "ballot_id": ballot_id,
-                 "pseudonym": pseudonym(key, e["person_id"]), **e} for e in entries]
+                 "pseudonym": pseudonym(key, e["person_id"]), **e,
+                 "current_voter_owner_id": e["voter_owner_id"], "has_voted": False}
+                for e in entries]
         try:
             await self.db["ballot_rolls"].insert_many(rows, ordered=False)
         except BulkWriteError:
@@ -190,15 +193,24 @@ class Ballots:
         publicity_until = as_utc(doc["closes_at"]) + timedelta(days=doc["publicity_days"])
         totals = {"A": roll.total_area_centi_m2, "N": roll.total_headcount,
                   "persons": len(entries), "roll_sha256": roll_entries_sha256(entries)}
-        published = await self.db["ballots"].find_one_and_update(
-            {"_id": ballot_id, "status": BallotStatus.DRAFT.value},
-            {"$set": {"status": BallotStatus.PUBLISHED.value, "published_at": now,
-                      "published_by": staff_id, "publicity_until": publicity_until,
-                      "totals": totals, "log_next": 2}},
-            return_document=ReturnDocument.AFTER)
-        if published is None:
-            raise Conflict("表决已被发布", code="ballot_not_draft")
+        fields = {"published_at": now, "published_by": staff_id,
+                  "publicity_until": publicity_until, "totals": totals}
+        try:
+            # Entry 0 decides: of concurrent publications, exactly one writes the manifest.
+            await self.ledger.write_once(ballot_id, 0, manifest_entry({**doc, **fields}))
+        except PositionTaken:
+            written = await self.ledger.entry(ballot_id, 0)
+            current = await self.get(ballot_id)
+            if written is None or current["status"] != BallotStatus.DRAFT:
+                raise Conflict("表决已被发布", code="ballot_not_draft") from None
+            # An earlier publication wrote its manifest and stopped: finish that one.
+            fields["published_at"] = parse_time(written.entry["schedule"]["published_at"])
+        published = {**doc, **fields, "status": BallotStatus.PUBLISHED.value}
         await self.write_opening_entries(published)
+        await self.db["ballots"].update_one(
+            {"_id": ballot_id}, {"$set": {"status": BallotStatus.PUBLISHED.value, **fields}})
+        await emit(self.db, self.clock, EventType.BALLOT_PUBLISHED, f"ballot:{ballot_id}",
+                   ballot_id, {"ballot_id": ballot_id}, published["community_id"])
         if published.get("supersedes_ballot_id"):
             await self.withdraw(published["supersedes_ballot_id"], by_ballot=ballot_id)
         return published
@@ -228,7 +240,7 @@ class Ballots:
 
     async def persons_for_owners(self, ballot_id: str, owner_ids: list[str]) -> list[dict[str, Any]]:
         return await self.db["ballot_rolls"].find(
-            {"ballot_id": ballot_id, "voter_owner_id": {"$in": owner_ids}}).to_list(None)
+            {"ballot_id": ballot_id, "current_voter_owner_id": {"$in": owner_ids}}).to_list(None)
 
     async def counted(self, ballot_id: str) -> dict[str, CountedVote]:
         votes = [(e.seq, e.entry["public"], e.private) for e in await self.ledger.entries(ballot_id)
@@ -262,44 +274,43 @@ class Ballots:
 
     # -- closing ----------------------------------------------------------------------------
     async def close(self, ballot_id: str) -> dict[str, Any] | None:
-        """Close a ballot whose window has ended; safe to call from several processes."""
-        now = self.clock.now()
-        doc = await self.db["ballots"].find_one_and_update(
-            {"_id": ballot_id, "status": BallotStatus.PUBLISHED.value, "closes_at": {"$lte": now}},
-            {"$set": {"status": BallotStatus.CLOSING.value}, "$inc": {"log_next": 1}},
-            return_document=ReturnDocument.AFTER)
-        if doc is not None:
-            await self.db["ballots"].update_one({"_id": ballot_id},
-                                                {"$set": {"close_seq": doc["log_next"] - 1}})
+        """Close a ballot whose window has ended; any number of processes may call this at once:
+        the log's close entry is written once (insert arbitration), the result is deterministic."""
         doc = await self.get(ballot_id)
-        if doc["status"] != BallotStatus.CLOSING or "close_seq" not in doc:
+        now = self.clock.now()
+        if doc["status"] not in (BallotStatus.PUBLISHED, BallotStatus.CLOSING):
             return None
-        return await self.finish_close(doc)
+        closes_at = as_utc(doc["closes_at"])
+        if now < closes_at:
+            return None
+        await self.db["ballots"].update_one({"_id": ballot_id, "status": BallotStatus.PUBLISHED.value},
+                                            {"$set": {"status": BallotStatus.CLOSING.value}})
+        close_entry = {"type": "close", "ballot_id": ballot_id, "closed_at": iso(closes_at)}
 
-    async def finish_close(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        ballot_id, close_seq = doc["_id"], int(doc["close_seq"])
-        if not await self.ledger.wait_filled(ballot_id, close_seq, CLOSE_GRACE_SECONDS):
-            await self.ledger.fill_stale_gaps(ballot_id, close_seq, timedelta(0))
-        closed_at = as_utc(doc["closes_at"])
-        await self.ledger.write_once(ballot_id, close_seq,
-                                     {"type": "close", "ballot_id": ballot_id,
-                                      "closed_at": iso(closed_at)})
-        counted = await self.counted(ballot_id)
-        roll = await self.roll(ballot_id)
-        areas = {r["person_id"]: r["area_centi_m2"] for r in roll}
-        totals = doc["totals"]
-        items = tally_items(manifest_entry(doc), RollTotals(totals["A"], totals["N"]), areas, counted)
-        result = {"type": "result", "ballot_id": ballot_id, "computed_at": iso(closed_at),
-                  "A": totals["A"], "N": totals["N"], "items": items}
-        await self.ledger.write_once(ballot_id, close_seq + 1, result)
+        async def result_for(close_seq: int) -> dict[str, Any]:
+            counted = await self.counted(ballot_id)
+            areas = {r["person_id"]: r["area_centi_m2"] for r in await self.roll(ballot_id)}
+            totals = doc["totals"]
+            items = tally_items(manifest_entry(doc), RollTotals(totals["A"], totals["N"]), areas,
+                                counted)
+            return {"type": "result", "ballot_id": ballot_id, "computed_at": iso(closes_at),
+                    "A": totals["A"], "N": totals["N"], "items": items}
+
+        close_seq = await self.ledger.seal(ballot_id, close_entry, result_for)
+        result_doc = await self.ledger.entry(ballot_id, close_seq + 1)
+        assert result_doc is not None
+        result = result_doc.entry
         signature = self.ledger.keyring.sign(KeyPurpose.RESULT, result)
         await self.ledger.checkpoint(ballot_id)
-        final = await self.db["ballots"].find_one_and_update(
-            {"_id": ballot_id, "status": BallotStatus.CLOSING.value},
+        await self.db["ballots"].update_one(
+            {"_id": ballot_id},
             {"$set": {"status": BallotStatus.CLOSED.value, "result": result,
-                      "result_signature": signature, "log_next": close_seq + 2}},
-            return_document=ReturnDocument.AFTER)
-        return final or await self.get(ballot_id)
+                      "result_signature": signature, "close_seq": close_seq}})
+        for kind, data in ((EventType.BALLOT_CLOSED, {"ballot_id": ballot_id}), (
+                EventType.BALLOT_RESULT, {"result": result, "result_signature": signature})):
+            await emit(self.db, self.clock, kind, f"ballot:{ballot_id}", ballot_id, data,
+                       doc["community_id"])
+        return await self.get(ballot_id)
 
     # -- bundles ----------------------------------------------------------------------------
     async def bundle(self, ballot_id: str, variant: str) -> dict[str, Any]:

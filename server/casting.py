@@ -2,8 +2,10 @@
 
 One counted ballot per person is enforced by the store: a vote first inserts a claim whose `_id`
 is (ballot, person, round), so of many concurrent casts exactly one wins each round. Only then
-is a log position reserved and the entry written. A change of vote is the next round: a new
-entry that names the one it supersedes; nothing is ever updated in the log.
+is the entry appended to the log. A change of vote is the next round: a new entry that names
+the one it supersedes; nothing is ever updated in the log. Every arbitration here is an insert
+of a unique `_id`: FerretDB 1.24 applies guarded updates as read-modify-write, so two concurrent
+`update_one({_id, state: x})` can both succeed; inserts cannot.
 """
 
 from __future__ import annotations
@@ -16,19 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from server.ballots import Ballots, BallotStatus, VotingClosed
 from server.clock import Clock, as_utc, iso
-from server.errors import Conflict, Forbidden, InvalidInput, NotFound, StoreUnavailable
-from server.ledger import Ledger, PositionTaken
+from server.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.ledger import Ledger, LogSealed
 from voting.records import Channel, Revote, pseudonym, split_entry
 from voting.signing import KeyPurpose
 
 log = logging.getLogger(__name__)
-STALE_CLAIM = timedelta(seconds=30)
+STALE_CLAIM = timedelta(minutes=5)
 
 
 class AlreadyVoted(Conflict):
@@ -80,39 +81,83 @@ class Casting:
         self._check_open(ballot, now)
         self._check_choices(ballot, choices, allow_blank=by.channel is Channel.PAPER)
         ballot_id, person_id = ballot["_id"], person["person_id"]
+        await self._first_action(ballot_id, person_id, by)
         rnd, supersedes = await self._next_round(ballot, person_id, by)
         claim_id = f"{ballot_id}:{person_id}:{rnd}"
         try:
             await self.db["vote_claims"].insert_one({
                 "_id": claim_id, "ballot_id": ballot_id, "person_id": person_id, "round": rnd,
-                "own": by.is_own, "channel": by.channel.value, "seq": -1, "state": "reserved",
-                "at": now})
+                "own": by.is_own, "channel": by.channel.value, "seq": None, "at": now})
         except DuplicateKeyError:
             raise AlreadyVoted("该表决票已被记录（重复提交）", code="already_voted") from None
-        seq = await self.ledger.reserve(ballot_id, {
-            "status": BallotStatus.PUBLISHED.value, "opens_at": {"$lte": now},
-            "closes_at": {"$gt": now}})
-        if seq is None:
-            await self.db["vote_claims"].delete_one({"_id": claim_id, "seq": -1})
-            raise VotingClosed()
-        claimed = await self.db["vote_claims"].update_one(
-            {"_id": claim_id, "state": "reserved", "seq": -1}, {"$set": {"seq": seq}})
-        if claimed.modified_count == 0:  # the sweeper gave up on us: leave nothing behind
-            await self.ledger.fill_void(ballot_id, seq, "abandoned")
-            raise StoreUnavailable("记录超时，请重试", code="vote_retry")
         key = base64.b64decode(ballot["pseudonym_key"])
         public = {"ballot_id": ballot_id, "pseudonym": pseudonym(key, person_id), "round": rnd,
                   "channel": by.channel.value, "cast_at": iso(now), "supersedes": supersedes}
         private = {"salt": secrets.token_hex(16), "person_id": person_id,
                    "choices": dict(choices), "cast_by": {"kind": _kind(by), **by.detail}}
-        entry = split_entry("vote", public, private)
         try:
-            leaf = await self.ledger.write(ballot_id, seq, entry, private)
-        except PositionTaken:
-            await self.db["vote_claims"].delete_one({"_id": claim_id, "state": "reserved"})
-            raise StoreUnavailable("记录超时，请重试", code="vote_retry") from None
-        await self.db["vote_claims"].update_one({"_id": claim_id}, {"$set": {"state": "logged"}})
+            seq, leaf = await self.ledger.append(ballot_id, split_entry("vote", public, private),
+                                                 private)
+        except LogSealed:
+            await self.db["vote_claims"].delete_one({"_id": claim_id, "seq": None})
+            raise VotingClosed() from None
+        await self.db["vote_claims"].update_one({"_id": claim_id}, {"$set": {"seq": seq}})
         return await self._receipt(ballot, person, seq, leaf, now, by)
+
+    async def _first_action(self, ballot_id: str, person_id: str, by: CastBy) -> None:
+        """The first vote or unit transfer of a roll person wins one insert; it decides whether
+        a transfer hands the vote to the new owner or the earlier owner's vote stands."""
+        lock_id = f"{ballot_id}:{person_id}"
+        doc = {"_id": lock_id, "kind": "vote", "by": by.detail.get("owner_id", by.channel.value),
+               "at": self.clock.now()}
+        try:
+            await self.db["vote_locks"].insert_one(doc)
+            return
+        except DuplicateKeyError:
+            lock = await self.db["vote_locks"].find_one({"_id": lock_id})
+        if lock is None or lock["kind"] != "transfer":
+            return
+        if by.channel is Channel.PROXY or (
+                by.channel is Channel.ONLINE and by.detail["owner_id"] != lock["to_owner_id"]):
+            raise Forbidden("该房屋已过户，由新业主投票", code="not_your_vote")
+
+    async def transfer(self, ballot: Mapping[str, Any], person: Mapping[str, Any], unit_id: str,
+                       new_owner_id: str, document_sha256: str, staff_id: str) -> dict[str, Any]:
+        """A unit changed hands while voting runs: a vote already cast stands; else the new
+        owner votes in the frozen person's place (the roll and its totals stay as signed)."""
+        if len(person["unit_ids"]) != 1:
+            raise Conflict("该业主拥有多套房屋，过户后须拆分投票人，暂不支持在表决期间处理",
+                           code="transfer_split_unsupported")
+        if ballot["status"] != BallotStatus.PUBLISHED:
+            raise VotingClosed()
+        old = person["current_voter_owner_id"]
+        lock_id = f"{ballot['_id']}:{person['person_id']}"
+        try:
+            await self.db["vote_locks"].insert_one({
+                "_id": lock_id, "kind": "transfer", "to_owner_id": new_owner_id,
+                "at": self.clock.now()})
+            effect = "voter_changed"
+        except DuplicateKeyError:
+            lock = await self.db["vote_locks"].find_one({"_id": lock_id})
+            if lock is not None and lock["kind"] == "transfer":
+                raise Conflict("该房屋的过户已登记", code="transfer_exists") from None
+            effect = "vote_stands"
+        if effect == "voter_changed":
+            await self.db["ballot_rolls"].update_one(
+                {"_id": person["_id"]}, {"$set": {"current_voter_owner_id": new_owner_id}})
+        key = base64.b64decode(ballot["pseudonym_key"])
+        public = {"ballot_id": ballot["_id"], "pseudonym": pseudonym(key, person["person_id"]),
+                  "document_sha256": document_sha256, "recorded_at": iso(self.clock.now()),
+                  "effect": effect}
+        private = {"salt": secrets.token_hex(16), "person_id": person["person_id"],
+                   "unit_id": unit_id, "from_owner_id": old, "to_owner_id": new_owner_id,
+                   "recorded_by": staff_id}
+        try:
+            seq, _ = await self.ledger.append(ballot["_id"], split_entry("transfer", public, private),
+                                              private)
+        except LogSealed:
+            raise VotingClosed() from None
+        return {"index": seq, "effect": effect, "person_id": person["person_id"]}
 
     def _check_open(self, ballot: Mapping[str, Any], now: datetime) -> None:
         if not (ballot["status"] == BallotStatus.PUBLISHED
@@ -142,7 +187,7 @@ class Casting:
         if not claims:
             return 0, None
         latest = claims[-1]
-        if latest["state"] != "logged":
+        if latest["seq"] is None:
             raise VoteInProgress()
         own_votes = sum(1 for c in claims if c["own"])
         if not by.is_own and own_votes:
@@ -192,9 +237,6 @@ class Casting:
             raise InvalidInput(fields={"valid_until": "须晚于 valid_from"})
         if ballot["status"] != BallotStatus.PUBLISHED or self.clock.now() >= as_utc(ballot["closes_at"]):
             raise VotingClosed()
-        seq = await self.ledger.reserve(ballot["_id"], {"status": BallotStatus.PUBLISHED.value})
-        if seq is None:
-            raise VotingClosed()
         now = self.clock.now()
         key = base64.b64decode(ballot["pseudonym_key"])
         items = [i["item_id"] for i in ballot["items"]]
@@ -203,8 +245,11 @@ class Casting:
                   "valid_until": iso(valid_until), "item_ids": items, "recorded_at": iso(now)}
         private = {"salt": secrets.token_hex(16), "person_id": person["person_id"],
                    "proxy_user_id": proxy_user_id, "recorded_by": staff_id}
-        await self.ledger.write(ballot["_id"], seq, split_entry("proxy_auth", public, private),
-                                private)
+        try:
+            seq, _ = await self.ledger.append(ballot["_id"],
+                                              split_entry("proxy_auth", public, private), private)
+        except LogSealed:
+            raise VotingClosed() from None
         doc = {"_id": f"{ballot['_id']}:{seq:09d}", "ballot_id": ballot["_id"], "seq": seq,
                "person_id": person["person_id"], "proxy_user_id": proxy_user_id,
                "valid_from": valid_from, "valid_until": valid_until, "item_ids": items}
@@ -248,32 +293,34 @@ class Casting:
                 {"_id": entry_id, "state": "pending"},
                 {"$set": {"state": "mismatch", "second_operator": operator}})
             raise Conflict("两次录入不一致，请重新录入", code="paper_mismatch")
-        taken = await self.db["paper_entries"].find_one_and_update(
-            {"_id": entry_id, "state": "pending"},
-            {"$set": {"state": "confirmed", "second_operator": operator}},
-            return_document=ReturnDocument.AFTER)
-        if taken is None:
+        if entry["state"] != "pending":
             raise Conflict("该录入已处理", code="paper_entry_done")
+        try:  # one confirmation per entry, decided by the insert
+            await self.db["paper_confirmations"].insert_one(
+                {"_id": entry_id, "operator": operator, "at": self.clock.now()})
+        except DuplicateKeyError:
+            raise Conflict("该录入已处理", code="paper_entry_done") from None
+        await self.db["paper_entries"].update_one(
+            {"_id": entry_id}, {"$set": {"state": "confirmed", "second_operator": operator}})
         by = CastBy(Channel.PAPER, {"operators": [entry["first_operator"], operator],
                                     "scan_sha256": scan_sha256})
         return await self.cast(ballot, person, choices, by)
 
     # -- housekeeping ---------------------------------------------------------------------------
     async def sweep_stale_claims(self) -> int:
-        """Resolve claims whose writer stalled or died; the guards make racing sweepers safe."""
+        """A claim whose writer died before its entry was appended would block that person:
+        after STALE_CLAIM it is settled from the log (entry found) or removed (none)."""
         cutoff = self.clock.now() - STALE_CLAIM
         resolved = 0
-        async for claim in self.db["vote_claims"].find({"state": "reserved", "at": {"$lt": cutoff}}):
-            if claim["seq"] < 0:
-                gone = await self.db["vote_claims"].delete_one(
-                    {"_id": claim["_id"], "state": "reserved", "seq": -1})
-                resolved += gone.deleted_count
-                continue
-            if await self.ledger.fill_void(claim["ballot_id"], claim["seq"], "abandoned"):
-                await self.db["vote_claims"].delete_one({"_id": claim["_id"], "state": "reserved"})
-            else:
+        async for claim in self.db["vote_claims"].find({"seq": None, "at": {"$lt": cutoff}}):
+            entry = await self.db["ballot_log"].find_one({
+                "ballot_id": claim["ballot_id"], "type": "vote",
+                "private.person_id": claim["person_id"], "entry.public.round": claim["round"]})
+            if entry is not None:
                 await self.db["vote_claims"].update_one({"_id": claim["_id"]},
-                                                        {"$set": {"state": "logged"}})
+                                                        {"$set": {"seq": entry["seq"]}})
+            else:
+                await self.db["vote_claims"].delete_one({"_id": claim["_id"], "seq": None})
             resolved += 1
         return resolved
 

@@ -1,9 +1,7 @@
 """The per-ballot append-only log in the store: positions, entries, checkpoints, proofs.
 
-Positions are handed out by one atomic `$inc` on the ballot document; an entry is written with
-its position as `_id`, so a position holds at most one entry, ever. Nothing here updates or
-deletes an entry. A position whose writer died is filled with a `void` entry by whoever notices
-first (the unique `_id` decides), so the log has no gaps and stays a valid Merkle log.
+An entry is written with its position as `_id`, so a position holds at most one entry, ever;
+positions are taken by insert alone (see `append`). Nothing here updates or deletes an entry.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from server.clock import Clock, iso
-from server.errors import StoreUnavailable
 from voting.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from voting.merkle import MerkleTree
 from voting.records import entry_leaf_hash
@@ -29,7 +26,14 @@ CHECKPOINT_SIGNER = "smartproperty-checkpoint"
 
 
 class PositionTaken(Exception):
-    """The log position was filled by someone else (a void after our writer stalled)."""
+    """A fixed log position holds a different entry than the one being written."""
+
+
+class LogSealed(Exception):
+    """The log takes no entry now: it is closed (or its opening entries are not written yet)."""
+
+
+SEALING = frozenset({"close", "result"})
 
 
 def entry_id(ballot_id: str, seq: int) -> str:
@@ -58,50 +62,92 @@ class Ledger:
         key = keyring.active_key(KeyPurpose.CHECKPOINT)
         self.signer = NoteSigner.from_signing_key(CHECKPOINT_SIGNER, key)
         self._trees: dict[str, MerkleTree] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def origin(self, ballot_id: str) -> str:
         return f"{self.origin_base}/ballot/{ballot_id}"
 
-    # -- positions and writes --------------------------------------------------------------
-    async def reserve(self, ballot_id: str, guard: dict[str, Any] | None = None) -> int | None:
-        """The next position, atomically; None when the guard no longer matches the ballot."""
-        doc = await self.db["ballots"].find_one_and_update(
-            {"_id": ballot_id, **(guard or {})},
-            {"$inc": {"log_next": 1}, "$set": {"log_touched_at": self.clock.now()}},
-            return_document=ReturnDocument.AFTER)  # (FerretDB 1.x: no projection here)
-        return None if doc is None else int(doc["log_next"]) - 1
-
-    async def write(self, ballot_id: str, seq: int, entry: dict[str, Any],
-                    private: dict[str, Any] | None = None) -> bytes:
-        """Write the entry at `seq`; raises PositionTaken if that position is filled."""
+    # -- appending ---------------------------------------------------------------------------
+    # Positions are decided by inserts alone: an entry's `_id` is its position, so of several
+    # writers trying one position exactly one wins, on FerretDB as on a MongoDB cluster. (An
+    # `$inc` counter is not safe here: FerretDB 1.24 applies updates as read-modify-write and
+    # loses concurrent increments.) A writer starts just after the last entry and, when a
+    # position is taken, looks at what took it before moving on — so it never skips an entry,
+    # the log has no gaps, and nothing is ever appended after the close.
+    async def append(self, ballot_id: str, entry: dict[str, Any],
+                     private: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """Append an entry; raises LogSealed once the log holds its close entry."""
         leaf = entry_leaf_hash(entry)
-        try:
-            await self.db["ballot_log"].insert_one({
-                "_id": entry_id(ballot_id, seq), "ballot_id": ballot_id, "seq": seq,
-                "type": entry["type"], "entry": entry, "private": private, "leaf": leaf.hex(),
-                "written_at": self.clock.now(),
-            })
-        except DuplicateKeyError:
-            raise PositionTaken(entry_id(ballot_id, seq)) from None
-        return leaf
+        async with self._lock(ballot_id):
+            seq = await self._next_position(ballot_id)
+            while True:
+                try:
+                    await self._insert(ballot_id, seq, entry, private, leaf)
+                    return seq, leaf
+                except DuplicateKeyError:
+                    taken = await self.db["ballot_log"].find_one({"_id": entry_id(ballot_id, seq)})
+                    if taken is not None and taken["type"] in SEALING:
+                        raise LogSealed(ballot_id) from None
+                    seq += 1
+
+    async def seal(self, ballot_id: str, close: dict[str, Any], result_for: Any) -> int:
+        """Append the close entry (once, whoever comes first) and then the result after it."""
+        leaf = entry_leaf_hash(close)
+        async with self._lock(ballot_id):
+            seq = await self._next_position(ballot_id, stop_at_seal=False)
+            while True:
+                existing = await self.db["ballot_log"].find_one({"_id": entry_id(ballot_id, seq)})
+                if existing is not None and existing["type"] == "close":
+                    break
+                if existing is None:
+                    try:
+                        await self._insert(ballot_id, seq, close, None, leaf)
+                        break
+                    except DuplicateKeyError:
+                        continue  # look at what took it
+                seq += 1
+        result = await result_for(seq)
+        await self.write_once(ballot_id, seq + 1, result)
+        return seq
+
+    async def _next_position(self, ballot_id: str, stop_at_seal: bool = True) -> int:
+        last = await self.db["ballot_log"].find({"ballot_id": ballot_id}).sort(
+            "seq", -1).limit(1).to_list(None)
+        if not last or last[0]["seq"] < 1:
+            # Entries 0 and 1 (manifest, roll) are written at publication; nothing goes first.
+            raise LogSealed(ballot_id)
+        if last[0]["type"] in SEALING:
+            if stop_at_seal:
+                raise LogSealed(ballot_id)
+            # Sealing again: start at the close entry itself (the result is the one after it).
+            return int(last[0]["seq"]) - (1 if last[0]["type"] == "result" else 0)
+        return int(last[0]["seq"]) + 1
+
+    def _lock(self, ballot_id: str) -> asyncio.Lock:
+        """Writers of one process take turns per ballot; processes race only on the insert."""
+        lock = self._locks.get(ballot_id)
+        if lock is None:
+            lock = self._locks[ballot_id] = asyncio.Lock()
+        return lock
+
+    async def _insert(self, ballot_id: str, seq: int, entry: dict[str, Any],
+                      private: dict[str, Any] | None, leaf: bytes) -> None:
+        await self.db["ballot_log"].insert_one({
+            "_id": entry_id(ballot_id, seq), "ballot_id": ballot_id, "seq": seq,
+            "type": entry["type"], "entry": entry, "private": private, "leaf": leaf.hex(),
+            "written_at": self.clock.now(),
+        })
 
     async def write_once(self, ballot_id: str, seq: int, entry: dict[str, Any]) -> None:
-        """Write a deterministic entry (manifest, roll, close, result); a repeat is a no-op."""
+        """Write a deterministic entry at a fixed position (manifest, roll, result); a repeat
+        by another process is a no-op, a different entry there is an error."""
+        leaf = entry_leaf_hash(entry)
         try:
-            await self.write(ballot_id, seq, entry)
-        except PositionTaken:
+            await self._insert(ballot_id, seq, entry, None, leaf)
+        except DuplicateKeyError:
             existing = await self.db["ballot_log"].find_one({"_id": entry_id(ballot_id, seq)})
-            if existing is None or existing["leaf"] != entry_leaf_hash(entry).hex():
-                raise
-
-    async def fill_void(self, ballot_id: str, seq: int, reason: str) -> bool:
-        """Fill an abandoned position; False if its writer got there first."""
-        try:
-            await self.write(ballot_id, seq, {"type": "void", "ballot_id": ballot_id,
-                                              "reason": reason})
-            return True
-        except PositionTaken:
-            return False
+            if existing is None or existing["leaf"] != leaf.hex():
+                raise PositionTaken(entry_id(ballot_id, seq)) from None
 
     # -- reads ------------------------------------------------------------------------------
     async def entries(self, ballot_id: str, start: int = 0) -> list[LogEntry]:
@@ -130,31 +176,7 @@ class Ledger:
         self._trees[ballot_id] = tree
         return tree
 
-    # -- gaps and checkpoints ---------------------------------------------------------------
-    async def fill_stale_gaps(self, ballot_id: str, log_next: int, older_than: timedelta) -> int:
-        """Void positions below `log_next` that stayed empty longer than `older_than`."""
-        tree = await self.tree(ballot_id)
-        present = {d["seq"] for d in await self.db["ballot_log"].find(
-            {"ballot_id": ballot_id, "seq": {"$gte": tree.size}}, {"seq": 1}).to_list(None)}
-        filled = 0
-        for seq in range(tree.size, log_next):
-            if seq in present:
-                continue
-            claim = await self.db["vote_claims"].find_one({"ballot_id": ballot_id, "seq": seq})
-            reserved_at = claim["at"] if claim else None
-            if reserved_at is not None and self.clock.now() - reserved_at < older_than:
-                continue
-            if claim is None and not await self._reservation_is_old(ballot_id, older_than):
-                continue
-            if await self.fill_void(ballot_id, seq, "abandoned"):
-                filled += 1
-        return filled
-
-    async def _reservation_is_old(self, ballot_id: str, older_than: timedelta) -> bool:
-        doc = await self.db["ballots"].find_one({"_id": ballot_id}, {"log_touched_at": 1})
-        touched = doc.get("log_touched_at") if doc else None
-        return touched is None or self.clock.now() - touched >= older_than
-
+    # -- checkpoints -------------------------------------------------------------------------
     async def checkpoint(self, ballot_id: str) -> dict[str, Any] | None:
         """Sign a checkpoint of the contiguous prefix if it grew; idempotent across processes."""
         tree = await self.tree(ballot_id)
@@ -199,17 +221,6 @@ class Ledger:
         return {kid: {"purpose": str(info["purpose"]), "public_key": str(info["public_key"])}
                 for kid, info in self.keyring.public_keys().items()}
 
-    async def wait_filled(self, ballot_id: str, below: int, timeout: float,
-                          poll: float = 0.05) -> bool:
-        """Wait until every position below `below` holds an entry."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            if (await self.tree(ballot_id)).size >= below:
-                return True
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(poll)
-
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
@@ -219,4 +230,4 @@ def iso_or_none(value: datetime | None) -> str | None:
     return iso(value) if value is not None else None
 
 
-__all__ = ["Ledger", "LogEntry", "PositionTaken", "StoreUnavailable", "entry_id"]
+__all__ = ["Ledger", "LogEntry", "LogSealed", "PositionTaken", "entry_id"]

@@ -46,12 +46,10 @@ class VotingJobs:
         done = {"closed": 0, "checkpoints": 0, "claims": 0, "reminders": 0}
         done["claims"] = await self.casting.sweep_stale_claims()
         async for doc in self.db["ballots"].find(
-                {"status": BallotStatus.PUBLISHED.value, "closes_at": {"$lte": now}}, {"_id": 1}):
+                {"status": {"$in": [BallotStatus.PUBLISHED.value, BallotStatus.CLOSING.value]},
+                 "closes_at": {"$lte": now}}, {"_id": 1}):
             if await self.ballots.close(doc["_id"]) is not None:
                 done["closed"] += 1
-        async for doc in self.db["ballots"].find({"status": BallotStatus.CLOSING.value}):
-            await self.ballots.finish_close(doc)
-            done["closed"] += 1
         async for doc in self.db["ballots"].find({"status": BallotStatus.PUBLISHED.value}):
             await self.ballots.write_opening_entries(doc)  # repairs a publish that crashed
             latest = await self.ledger.latest_checkpoint(doc["_id"])

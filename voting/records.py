@@ -30,7 +30,7 @@ from voting.tally import (
 )
 
 FORMAT = "smartproperty-ballot-bundle/1"
-SPLIT_TYPES = frozenset({"vote", "proxy_auth"})
+SPLIT_TYPES = frozenset({"vote", "proxy_auth", "transfer"})
 
 
 class RecordType(StrEnum):
@@ -39,10 +39,18 @@ class RecordType(StrEnum):
     MANIFEST = "manifest"
     ROLL = "roll"
     PROXY_AUTH = "proxy_auth"
+    TRANSFER = "transfer"
     VOTE = "vote"
     VOID = "void"
     CLOSE = "close"
     RESULT = "result"
+
+
+class TransferEffect(StrEnum):
+    """What a unit transfer during voting did to the roll person's vote."""
+
+    VOTER_CHANGED = "voter_changed"  # no vote yet: the new owner votes for the unit
+    VOTE_STANDS = "vote_stands"      # the earlier owner had voted: that vote stands
 
 
 class Revote(StrEnum):

@@ -33,6 +33,7 @@ from voting.receipt import InvalidReceipt, ReceiptStatus, verify_receipt
 from voting.records import (
     FORMAT,
     SPLIT_TYPES,
+    TransferEffect,
     Channel,
     RecordType,
     Revote,
@@ -425,7 +426,7 @@ class _BundleCheck:
                 raise _fail(f"entry {i}: person {person} not on the roll", i)
         extra = sorted(set(self.private) - split)
         if extra:
-            raise _fail(f"private: part {extra[0]!r} does not belong to a vote or proxy_auth")
+            raise _fail(f"private: part {extra[0]!r} does not belong to a split entry")
 
     # --- 6. votes ------------------------------------------------------------------------
 
@@ -439,9 +440,15 @@ class _BundleCheck:
         voters: dict[str, _Voter] = {}
         self.auths: dict[str, list[int]] = {}
         self.vote_count = 0
+        self.current_voter = {pid: p["voter_owner_id"] for pid, p in
+                              getattr(self, "persons", {}).items()}
+        self.standing: list[tuple[int, str]] = []
         for i, entry in enumerate(self.entries):
             if entry["type"] == RecordType.PROXY_AUTH:
                 self._proxy_auth(i, entry["public"])
+                continue
+            if entry["type"] == RecordType.TRANSFER:
+                self._transfer(i, entry["public"], voters)
                 continue
             if entry["type"] != RecordType.VOTE:
                 continue
@@ -468,6 +475,32 @@ class _BundleCheck:
             elif channel == Channel.PROXY:
                 self._public_proxy(i, pub)
         self.voters = voters
+        for i, who in self.standing:
+            if not voters.get(who, _Voter()).votes:
+                raise _fail(f"entry {i}: transfer says a vote stands, but none was cast "
+                            f"(pseudonym {who})", i)
+
+    def _transfer(self, i: int, pub: Mapping[str, Any], voters: dict[str, _Voter]) -> None:
+        """A unit changed hands while voting ran: an earlier vote stands, else the new owner votes."""
+        if pub["recorded_at"] >= self.manifest["schedule"]["closes_at"]:
+            raise _fail(f"entry {i}: transfer recorded after close", i)
+        has_voted = bool(voters.get(pub["pseudonym"], _Voter()).votes)
+        effect = TransferEffect(pub["effect"])
+        if effect is TransferEffect.VOTER_CHANGED and has_voted:
+            raise _fail(f"entry {i}: transfer hands over a vote already cast "
+                        f"(pseudonym {pub['pseudonym']})", i)
+        if effect is TransferEffect.VOTE_STANDS and not has_voted:
+            # The vote that won may be appended just after the transfer; it must exist by close.
+            self.standing.append((i, pub["pseudonym"]))
+        part = self.private.get(str(i)) if self.auditor else None
+        if part is not None and effect is TransferEffect.VOTER_CHANGED:
+            person_id = part["person_id"]
+            if part.get("from_owner_id") != self.current_voter.get(person_id):
+                raise _fail(f"entry {i}: transfer from {part.get('from_owner_id')}, but "
+                            f"{person_id}'s voter is {self.current_voter.get(person_id)}", i)
+            if not isinstance(part.get("to_owner_id"), str) or not part["to_owner_id"]:
+                raise _fail(f"entry {i}: transfer names no new owner", i)
+            self.current_voter[person_id] = part["to_owner_id"]
 
     def _proxy_auth(self, i: int, pub: Mapping[str, Any]) -> None:
         unknown = sorted(set(pub["item_ids"]) - set(self.item_ids))
@@ -530,7 +563,7 @@ class _BundleCheck:
         assert isinstance(cast_by, dict)
         person_id = part["person_id"]
         if kind == "owner":
-            voter = self.persons[person_id]["voter_owner_id"]
+            voter = self.current_voter.get(person_id)
             if cast_by.get("owner_id") != voter or voter is None:
                 raise _fail(f"entry {i}: cast by owner {cast_by.get('owner_id')}, but "
                             f"{person_id}'s voter is {voter}", i)
@@ -873,6 +906,10 @@ _SHAPES: dict[str, tuple[tuple[str, Any], ...]] = {
                             ("document_sha256", _hex64), ("valid_from", _time),
                             ("valid_until", _time), ("item_ids", _str_list),
                             ("recorded_at", _time)),
+    RecordType.TRANSFER: (("ballot_id", _text), ("pseudonym", lambda v: isinstance(v, str)
+                                                 and bool(_HEX16.fullmatch(v))),
+                          ("document_sha256", _hex64), ("recorded_at", _time),
+                          ("effect", lambda v: v in {str(e) for e in TransferEffect})),
     RecordType.VOID: (("ballot_id", _text), ("reason", _text)),
     RecordType.CLOSE: (("ballot_id", _text), ("closed_at", _time)),
     RecordType.RESULT: (("ballot_id", _text), ("computed_at", _time), ("A", _nonneg),
