@@ -120,6 +120,15 @@ OPTIONS: tuple[Option, ...] = (
            "Credit score weights (integers summing to 100)."),
     Option("CREDIT_RED_MIN", "90", "Credit score at or above which a company is on the red list."),
     Option("CREDIT_BLACK_BELOW", "60", "Credit score below which a company is on the black list."),
+    # City platform integration (docs/integration.md).
+    Option("OPEN_API_SKEW_SECONDS", "300",
+           "Open API: largest accepted difference between a request's timestamp and ours."),
+    Option("OPEN_API_RATE_PER_MINUTE", "120", "Open API: default requests per minute per client."),
+    Option("WEBHOOK_RETRY_SCHEDULE", "1,5,30,300,1800,7200",
+           "Seconds between webhook attempts, comma separated; after the last: dead-letter list."),
+    Option("WEBHOOK_TIMEOUT_SECONDS", "5", "Timeout of one webhook delivery."),
+    Option("WEBHOOK_INTERVAL_SECONDS", "2", "How often the webhook delivery job runs."),
+    Option("WEBHOOK_ALLOW_HTTP", "false", "Allow plain http:// webhook URLs (tests, intranets)."),
 )
 
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
@@ -173,6 +182,12 @@ class Settings:
     credit_weights: tuple[tuple[str, int], ...] = ()
     credit_red_min: int = 90
     credit_black_below: int = 60
+    open_api_skew_seconds: int = 300
+    open_api_rate_per_minute: int = 120
+    webhook_retry_schedule: tuple[int, ...] = (1, 5, 30, 300, 1800, 7200)
+    webhook_timeout_seconds: float = 5.0
+    webhook_interval_seconds: int = 2
+    webhook_allow_http: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -260,6 +275,12 @@ class Settings:
             credit_weights=_pairs(raw, "CREDIT_WEIGHTS", problems, int),
             credit_red_min=integer("CREDIT_RED_MIN", 0, 100),
             credit_black_below=integer("CREDIT_BLACK_BELOW", 0, 100),
+            open_api_skew_seconds=integer("OPEN_API_SKEW_SECONDS", 10, 3600),
+            open_api_rate_per_minute=integer("OPEN_API_RATE_PER_MINUTE", 1, 100000),
+            webhook_retry_schedule=_schedule(raw, "WEBHOOK_RETRY_SCHEDULE", problems),
+            webhook_timeout_seconds=float(integer("WEBHOOK_TIMEOUT_SECONDS", 1, 60)),
+            webhook_interval_seconds=integer("WEBHOOK_INTERVAL_SECONDS", 1, 3600),
+            webhook_allow_http=_bool(raw, "WEBHOOK_ALLOW_HTTP", problems),
         )
         for name in ("WECHAT_APPID", "WECHAT_SECRET", "ID_HASH_KEY", "FIELD_ENC_KEY",
                      "SIGNING_KEYS_FILE"):
@@ -297,6 +318,26 @@ def _pairs(raw: Mapping[str, str], name: str, problems: list[str], kind: type) -
     if not out:
         problems.append(f"{name} must not be empty")
     return tuple(out)
+
+
+def _schedule(raw: Mapping[str, str], name: str, problems: list[str]) -> tuple[int, ...]:
+    """'1,5,30' → (1, 5, 30): positive whole seconds, at least one."""
+    try:
+        out = tuple(int(p) for p in raw[name].split(",") if p.strip())
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1 or max(out) > 7 * 86400:
+        problems.append(f"{name} must be comma-separated seconds between 1 and 604800")
+        return (1,)
+    return out
+
+
+def _bool(raw: Mapping[str, str], name: str, problems: list[str]) -> bool:
+    try:
+        return parse_bool(raw[name])
+    except ValueError:
+        problems.append(f"{name} must be true or false, got {raw[name]!r}")
+        return False
 
 
 def _check_wechatpay(raw: Mapping[str, str], problems: list[str]) -> None:

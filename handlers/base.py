@@ -7,12 +7,13 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import tornado.escape
+import tornado.iostream
 import tornado.web
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError
 
@@ -50,7 +51,10 @@ class Auth(StrEnum):
 
 @dataclass(frozen=True)
 class Reply:
-    """A non-default response: a status, extra headers, or a non-JSON body."""
+    """A non-default response: a status, extra headers, or a non-JSON body.
+
+    A body that is an async iterable of bytes is streamed (chunked transfer), see `_stream`.
+    """
 
     body: Any = None
     status: int | None = None
@@ -182,6 +186,7 @@ class EndpointHandler(tornado.web.RequestHandler):
         if self._size > self._limit():
             raise PayloadTooLarge(fields={"$": f"最大 {self._limit()} 字节"})
         raw = b"".join(self._chunks)
+        self.request.body = raw  # signed open-API requests hash exactly these bytes
         principal = await self._authenticate(endpoint)
         body = self._parse_body(endpoint, body_schema, raw)
         query: dict[str, Any] = {}
@@ -196,7 +201,36 @@ class EndpointHandler(tornado.web.RequestHandler):
             method=self.request.method or "", path=self.request.path,
         )
         result = await endpoint.func(request)
+        if isinstance(result, Reply) and isinstance(result.body, AsyncIterable):
+            await self._stream(endpoint, result)
+            return
         self._write_result(endpoint, result)
+
+    async def _stream(self, endpoint: Endpoint, reply: Reply) -> None:
+        """Chunked transfer for large exports: each chunk is flushed to the socket (and the
+        flush awaited) before the next is produced, so memory stays flat whatever the size.
+        An error before the first chunk is a normal JSON error; after it, the connection is
+        closed without the final chunk, so the client sees an incomplete transfer."""
+        self.set_status(reply.status or endpoint.status)
+        for name, value in reply.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", reply.content_type)
+        started = False
+        try:
+            async for chunk in reply.body:
+                self.write(chunk)
+                await self.flush()
+                started = True
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away; Tornado's auto-finish runs on_finish
+        except Exception:
+            if not started:
+                raise
+            log.error("stream aborted", exc_info=True)
+            if self.request.connection is not None:
+                self.request.connection.close()
+            return
+        self.finish()
 
     async def _authenticate(self, endpoint: Endpoint) -> Principal | None:
         if endpoint.auth in (Auth.PUBLIC, Auth.CALLBACK):

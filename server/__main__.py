@@ -143,7 +143,10 @@ def _start_background(services: Services) -> list[asyncio.Task[None]]:
 
     return [asyncio.create_task(sweep_sessions()),
             asyncio.create_task(services.duties.sweep_forever()),
-            asyncio.create_task(services.voting_jobs.run_forever())]
+            asyncio.create_task(services.voting_jobs.run_forever()),
+            # issue 6: webhook fan-out and delivery, under its own lease
+            asyncio.create_task(services.webhooks.run_forever(
+                services.settings.webhook_interval_seconds))]
 
 
 async def _start_demo_wechat(settings: Settings) -> str:

@@ -22,6 +22,7 @@ from server.audit import Audit, actor_of
 from server.auth import MpUser, Principal
 from server.clock import Clock, as_utc, iso
 from server.errors import Conflict, InvalidInput, NotFound
+from server.outbox import EventType, complaint_event, emit
 from server.periods import quarter_of
 from server.ratings import TextChecker, screen_text
 from server.registry import Community, Registry
@@ -297,6 +298,8 @@ class Complaints:
              "due_at": self.clock.now() + self.respond_limit, "n_escalated": 1}, level=target)
         if updated is not None:
             await self._notify_owner(updated)
+            await emit(self.db, self.clock, EventType.COMPLAINT_ESCALATED, f"complaint:{doc['_id']}",
+                       f"{doc['_id']}#{doc['version']}", complaint_event(updated), community.id)
         return updated
 
     async def assign(self, doc: dict[str, Any], staff: Principal, departments: list[str],

@@ -30,6 +30,7 @@ from server.clock import Clock, iso
 from server.complaints import Complaints
 from server.disclosures import Disclosures, Signer
 from server.errors import Conflict, InvalidInput, NotFound
+from server.outbox import EventType, emit
 from server.periods import period
 from server.ratings import Ratings
 from server.registry import AreaLevel, Registry
@@ -180,6 +181,8 @@ class Credit:
         await self.audit.record(principal, "credit.publish", community_id="", target=doc["_id"],
                                 detail={"red": doc["red"], "black": doc["black"],
                                         "payload_sha256": doc["payload_sha256"]})
+        await emit(self.lists.database, self.clock, EventType.CREDIT_LIST_PUBLISHED,
+                   f"credit_list:{area['_id']}", doc["_id"], list_to_json(doc), "", area["path"])
         return list_to_json(doc)
 
     async def get(self, area_id: str, period_label: str) -> dict[str, Any]:

@@ -101,6 +101,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     "pay_outcomes": [],
     "refund_ledger": [IndexModel([("order_id", ASCENDING), ("seq", DESCENDING)])],
     "refund_outcomes": [],
+    # City platform integration (server/integration.py, outbox.py, webhooks.py): nonces, rate
+    # slots, event sequence numbers, delivery attempts and replays are claimed by unique keys.
+    "open_clients": [],
+    "open_nonces": [IndexModel([("expires_at", ASCENDING)])],
+    "open_rate_slots": [IndexModel([("client_id", ASCENDING), ("window", ASCENDING)]),
+                        IndexModel([("expires_at", ASCENDING)])],
+    "events": [IndexModel([("subject", ASCENDING), ("seq", ASCENDING)], unique=True),
+               IndexModel([("fanned_out", ASCENDING), ("at", ASCENDING)])],
+    "webhook_subscriptions": [IndexModel([("client_id", ASCENDING)])],
+    "webhook_deliveries": [
+        IndexModel([("state", ASCENDING), ("next_attempt_at", ASCENDING)]),
+        IndexModel([("subscription_id", ASCENDING), ("subject", ASCENDING), ("seq", ASCENDING)]),
+        IndexModel([("client_id", ASCENDING), ("state", ASCENDING)]),
+    ],
+    "webhook_attempts": [IndexModel([("outcome", ASCENDING), ("at", ASCENDING)])],
+    "webhook_replays": [],
+    "report_entries": [],
 }
 
 

@@ -18,6 +18,7 @@ from server.audit import Audit, actor_of
 from server.auth import Principal
 from server.clock import Clock, as_utc, iso
 from server.errors import Conflict, InvalidInput, NotFound
+from server.outbox import EventType, emit
 from server.periods import last_ended_quarter, period, previous_quarter
 from server.registry import Community
 from voting.canonical import sha256_hex
@@ -203,6 +204,8 @@ class Disclosures:
                                 detail={"publisher": publisher.value, "kind": kind.value,
                                         "period": period_label, "version": doc["version"],
                                         "payload_sha256": doc["payload_sha256"]})
+        await emit(self.docs.database, self.clock, EventType.DISCLOSURE_PUBLISHED, "disclosure:"
+                   + ":".join(key.values()), doc["_id"], disclosure_to_json(doc), community.id)
         return disclosure_to_json(doc)
 
     async def latest(self, key: dict[str, Any]) -> dict[str, Any] | None:

@@ -34,6 +34,11 @@ from server.payreconcile import Reconciliation
 from server.payrefunds import Refunds
 from server.registry import Registry
 from server.roster import RosterImporter
+from server.exports import Exports  # issue 6: city platform integration, reports, exports
+from server.integration import Integration
+from server.open_data import OpenData
+from server.reports import Reports
+from server.webhooks import Webhooks
 from settings import Settings
 
 
@@ -94,6 +99,11 @@ class Services:
     payments: Payments
     refunds: Refunds
     reconciliation: Reconciliation
+    integration: Integration = field(init=False)  # issue 6, built by _add_integration
+    open_data: OpenData = field(init=False)
+    webhooks: Webhooks = field(init=False)
+    reports: Reports = field(init=False)
+    exports: Exports = field(init=False)
     inflight: Inflight = field(default_factory=Inflight)
     open_auth: Any = _no_open_auth
     extra: dict[str, Any] = field(default_factory=dict)
@@ -106,7 +116,7 @@ def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeCha
     sessions = SessionStore(db, clock)
     registry = Registry(db, clock)
     audit = Audit(db, clock)
-    return Services(
+    services = Services(
         settings=settings, store=store, clock=clock, wechat=wechat, crypto=crypto,
         sessions=sessions,
         staff_accounts=StaffAccounts(db, clock, sessions, settings.login_max_failures,
@@ -120,6 +130,8 @@ def build_services(settings: Settings, store: Store, clock: Clock, wechat: WeCha
         **_voting_services(settings, db, clock, registry, wechat, keyring),
         **_fee_services(settings, db, clock, audit, pay),
     )
+    _add_integration(services)
+    return services
 
 
 def _voting_services(settings: Settings, db: AsyncDatabase, clock: Clock, registry: Registry,
@@ -149,3 +161,17 @@ def _fee_services(settings: Settings, db: AsyncDatabase, clock: Clock, audit: Au
     refunds = Refunds(db, clock, audit, payments, base + "/api/pay/v1/wechatpay/refund-notify")
     return {"fees": fees, "payments": payments, "refunds": refunds,
             "reconciliation": Reconciliation(db, clock, payments)}
+
+
+def _add_integration(s: Services) -> None:
+    """City platform: signed open API, webhooks from the event outbox, reports and exports."""
+    db, d = s.store.db, s.duties
+    s.integration = Integration(db, s.clock, s.crypto, s.settings.open_api_skew_seconds,
+                                s.settings.open_api_rate_per_minute)
+    s.open_auth = s.integration.authenticate
+    s.open_data = OpenData(db, s.clock, s.registry, s.ballots, d.disclosures, d.ratings,
+                           d.complaints, d.credit, s.fees)
+    s.webhooks = Webhooks(db, s.clock, s.integration, s.audit, s.settings.webhook_retry_schedule,
+                          s.settings.webhook_timeout_seconds, s.settings.webhook_allow_http)
+    s.reports = Reports(db, s.clock, s.registry, d.disclosures)
+    s.exports = Exports(db)
