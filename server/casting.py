@@ -209,14 +209,14 @@ class Casting:
                    "cast_at": iso(cast_at)}
         receipt = {**payload, "origin": self.ledger.origin(ballot["_id"]),
                    "signature": self.ledger.keyring.sign(KeyPurpose.RECEIPT, payload)}
-        await self.db["receipts"].insert_one({
+        await self.db["vote_receipts"].insert_one({
             "_id": f"{ballot['_id']}:{seq:09d}", "ballot_id": ballot["_id"], "seq": seq,
             "person_id": person["person_id"], "owner_ids": person["owner_ids"],
             "channel": by.channel.value, "receipt": receipt, "at": cast_at})
         return receipt
 
     async def receipts_for(self, ballot_id: str, person_ids: list[str]) -> list[dict[str, Any]]:
-        docs = await self.db["receipts"].find(
+        docs = await self.db["vote_receipts"].find(
             {"ballot_id": ballot_id, "person_id": {"$in": person_ids}}).sort("seq", 1).to_list(None)
         out = []
         for d in docs:

@@ -37,7 +37,7 @@ async def test_hundred_concurrent_casts_by_one_owner_count_once(api: Api, clock:
     assert statuses.count(201) == 1, statuses
     assert set(statuses) == {201, 409}
     assert await _counted(api, bid) == 1
-    assert await api.services.store.db["receipts"].count_documents({"ballot_id": bid}) == 1
+    assert await api.services.store.db["vote_receipts"].count_documents({"ballot_id": bid}) == 1
 
 
 async def test_hundred_concurrent_casts_across_two_server_processes_count_once(
