@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
@@ -23,6 +24,7 @@ from server import logs
 from server.app import make_app
 from server.clock import SystemClock
 from server.db import Store, connect, ensure_indexes
+from server.payreconcile import run_pay_background
 from server.embedded import EmbeddedStore, EmbeddedStoreError, ferretdb_binary
 from server.services import Services, build_services
 from server.wechat_tokens import StoreTokenCache
@@ -90,7 +92,8 @@ async def serve(env: dict[str, str], demo: bool, ready: asyncio.Event | None = N
                               token_cache=StoreTokenCache(store.db),
                               api_base=settings.wechat_api_base,
                               timeout_s=settings.wechat_timeout_seconds)
-        services = build_services(settings, store, clock, wechat)
+        pay, fake_pay = await _wechatpay(settings, demo, clock)  # issue 4: fees, WeChat Pay
+        services = build_services(settings, store, clock, wechat, pay)
         app = make_app(services)
         if demo:
             from server.demo import seed
@@ -102,6 +105,8 @@ async def serve(env: dict[str, str], demo: bool, ready: asyncio.Event | None = N
         sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
+        if fake_pay is not None:  # the demo's fake WeChat Pay notifies this process
+            fake_pay.notify_target_override = f"http://127.0.0.1:{port}"
         log.info("listening", extra={"host": settings.host, "port": port,
                                      "settings": settings.redacted()})
         if demo:
@@ -113,11 +118,16 @@ async def serve(env: dict[str, str], demo: bool, ready: asyncio.Event | None = N
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         background = _start_background(services)
+        background.append(asyncio.create_task(run_pay_background(
+            services.payments, services.refunds, services.reconciliation,
+            settings.wechatpay_sweep_seconds)))
         if ready is not None:
             ready.set()
         await stop.wait()
         await _shutdown(server, services, background)
         await wechat.aclose()
+        if pay is not None:
+            await pay.aclose()
 
 
 async def _shutdown(server: tornado.httpserver.HTTPServer, services: Services,
@@ -147,6 +157,18 @@ def _start_background(services: Services) -> list[asyncio.Task[None]]:
             # issue 6: webhook fan-out and delivery, under its own lease
             asyncio.create_task(services.webhooks.run_forever(
                 services.settings.webhook_interval_seconds))]
+
+
+async def _wechatpay(settings: Settings, demo: bool, clock: SystemClock) -> tuple[Any, Any]:
+    """WeChat Pay client (and, in the demo, the in-process fake it talks to); None if off."""
+    from server.fees_demo import start_demo_wechatpay, wechatpay_from_settings
+
+    if demo and not settings.wechatpay_mchid:
+        pay, fake = await start_demo_wechatpay(DEMO_DIR, settings.wechat_appid, clock)
+        print(f"fake WeChat Pay at {fake.base_url}; after POST /api/mp/v1/orders pay with:\n"
+              f"    curl -X POST {fake.base_url}/_fake/orders/OUT_TRADE_NO/pay", flush=True)
+        return pay, fake
+    return wechatpay_from_settings(settings, clock), None
 
 
 async def _start_demo_wechat(settings: Settings) -> str:

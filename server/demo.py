@@ -141,4 +141,7 @@ async def seed(services: Services) -> dict[str, object]:
             await services.staff_accounts.create(username, password, name, grants)
         except DuplicateKeyError:
             pass  # the account exists from an earlier run
-    return {"communities": ["cm_shanguo", "cm_longquan"], "companies": companies}
+    from server.fees_demo import seed_fees  # issue 4: property fees billed for this month
+
+    fees = await seed_fees(services, ["cm_shanguo", "cm_longquan"])
+    return {"communities": ["cm_shanguo", "cm_longquan"], "companies": companies, "fees": fees}
