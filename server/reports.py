@@ -38,6 +38,7 @@ CAMPAIGN_START = datetime(2021, 1, 1, tzinfo=CST)
 # yet; if one is added, rows 43–45 should count it instead.
 SAFETY_CATEGORIES = ("ebike_upstairs", "illegal_construction", "common_facilities", "parking")
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+CELL_MAX = 32000
 
 GROUPS = (
     (1, 11, "业主委员会\n“扩面行动”"), (12, 19, "物业服务企业\n“先锋行动”"),
@@ -375,8 +376,7 @@ class Reports:
     async def _rating_row(self, a: str, communities: dict[str, Any], quarter: str,
                           total: int) -> Row:
         q = Query(f"{quarter} 开展服务质量评价的小区", "rating_periods", "distinct",
-                  {"area_path": a, "quarter": quarter, "community_id": {"$in": await self._run(
-                      Query("", "communities", "distinct", communities, "_id"))}},
+                  {"area_path": a, "quarter": quarter, "created_at": communities["created_at"]},
                   "community_id")
         covered = len(await self._run(q))
         full = total > 0 and covered == total
@@ -437,9 +437,12 @@ def render_xlsx(report: dict[str, Any]) -> bytes:
             link = ws.cell(row=line, column=5)
             link.hyperlink = Hyperlink(ref=link.coordinate, location=f"'数据来源'!A{target}")
             for q in r["sources"]:
+                where = json.dumps(q["filter"], ensure_ascii=False)
+                if len(where) > CELL_MAX:  # Excel's cell limit; the JSON report has it whole
+                    where = where[:CELL_MAX] + "…（过长，完整条件见 JSON 版）"
                 sources.append((r["no"], r["item"], json.dumps(r["value"], ensure_ascii=False),
                                 q["label"], q["collection"], q["op"], q.get("field", ""),
-                                json.dumps(q["filter"], ensure_ascii=False), r["rule"]))
+                                where, r["rule"]))
     for first, last, name in GROUPS:
         top, bottom = first_row + first - 1, first_row + last - 1
         ws.cell(row=top, column=2, value=name).alignment = centre
