@@ -298,7 +298,7 @@ class LoadResult:
 Job = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 
-async def run_load(jobs: Sequence[Job], concurrency: int = 64, timeout: float = 30.0,
+async def run_load(jobs: Sequence[Job], concurrency: int = 64, timeout: float = 300.0,
                    keep: Callable[[httpx.Response], Any] | None = None) -> LoadResult:
     """Run every job with `concurrency` workers over as many keep-alive connections."""
     queue: asyncio.Queue[Job] = asyncio.Queue()
