@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
