@@ -12,7 +12,6 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from server.clock import Clock, as_utc
@@ -181,6 +180,7 @@ class StaffAccounts:
     def __init__(self, db: AsyncDatabase, clock: Clock, sessions: SessionStore,
                  max_failures: int, lock_seconds: int, ttl_seconds: int) -> None:
         self.staff = db["staff"]
+        self.failures = db["login_failures"]
         self.clock = clock
         self.sessions = sessions
         self.max_failures = max_failures
@@ -193,7 +193,7 @@ class StaffAccounts:
         await self.staff.insert_one({
             "_id": staff_id, "username": username, "name": name,
             "password_hash": await hash_password(password),
-            "grants": [g.to_doc() for g in grants], "failed_count": 0, "locked_until": None,
+            "grants": [g.to_doc() for g in grants], "locked_until": None,
             "disabled": False, "created_at": self.clock.now(),
         })
         return staff_id
@@ -211,18 +211,18 @@ class StaffAccounts:
             await self._record_failure(doc["_id"], now)
             raise InvalidCredentials()
         await self.staff.update_one({"_id": doc["_id"]},
-                                    {"$set": {"failed_count": 0, "locked_until": None,
-                                              "last_login_at": now}})
+                                    {"$set": {"locked_until": None, "last_login_at": now}})
+        await self.failures.delete_many({"staff_id": doc["_id"]})  # a success resets the count
         token, expires_at = await self.sessions.issue("admin", doc["_id"], self.ttl_seconds)
         return token, expires_at, staff_from_doc(doc)
 
     async def _record_failure(self, staff_id: str, now: Any) -> None:
-        # One atomic increment per failure; the lock is set by whichever failure crosses the
-        # limit, so concurrent guesses cannot slip past it.
-        doc = await self.staff.find_one_and_update(
-            {"_id": staff_id}, {"$inc": {"failed_count": 1}}, return_document=ReturnDocument.AFTER)
-        if doc is not None and doc["failed_count"] >= self.max_failures:
+        # One inserted document per failure, counted afterwards: inserts are never lost, while
+        # FerretDB 1.24 can lose concurrent $inc updates — and concurrent guessing is exactly
+        # what a lock-out must withstand.
+        await self.failures.insert_one({"staff_id": staff_id, "at": now})
+        if await self.failures.count_documents({"staff_id": staff_id}) >= self.max_failures:
             await self.staff.update_one(
                 {"_id": staff_id},
-                {"$set": {"locked_until": now + timedelta(seconds=self.lock_seconds),
-                          "failed_count": 0}})
+                {"$set": {"locked_until": now + timedelta(seconds=self.lock_seconds)}})
+            await self.failures.delete_many({"staff_id": staff_id})

@@ -83,3 +83,15 @@ async def test_family_member_joins_by_invite_without_voting_rights(api: Api) -> 
     assert r.json()["role"] == "tenant" and r.json()["can_pay"] is False
     again = await api.post(f"/api/mp/v1/invites/{r.json()['id']}/accept", tenant)
     assert again.status_code == 404
+
+
+async def test_concurrent_password_guesses_cannot_slip_past_the_lockout(api: Api) -> None:
+    import asyncio
+
+    await api.staff("target", [Grant(Role.COMMITTEE, community_id="cm_a")], password="Right-pass-123")
+    guesses = await asyncio.gather(*[
+        api.post("/api/admin/v1/session", json={"username": "target", "password": f"guess-{i}"})
+        for i in range(12)])
+    assert {r.status_code for r in guesses} <= {401, 423}
+    r = await api.post("/api/admin/v1/session", json={"username": "target", "password": "Right-pass-123"})
+    assert r.status_code == 423  # 12 failures against a limit of 3: locked
