@@ -49,7 +49,9 @@ async def invite(req: Request) -> Any:
 
 
 async def accept_invite(req: Request) -> Any:
-    result = await req.services.accounts.accept_invite(require_mp(req.principal), req.args["code"])
+    user = require_mp(req.principal)
+    result = await req.services.accounts.accept_invite(user, req.args["code"])
+    req.services.access.forget(user.user_id)
     return Reply(status=201, body=result)
 
 
@@ -64,8 +66,10 @@ async def decide(req: Request) -> Any:
     binding = await req.services.accounts.binding(req.args["binding_id"])
     await req.services.access.staff_community(
         staff, binding["community_id"], (Role.COMMITTEE, Role.PROPERTY, Role.PLATFORM_ADMIN))
-    return await req.services.accounts.decide(staff, binding, req.body["approve"],
-                                              req.body["reason"], req.body.get("owner_id"))
+    result = await req.services.accounts.decide(staff, binding, req.body["approve"],
+                                                req.body["reason"], req.body.get("owner_id"))
+    req.services.access.forget(binding["user_id"])
+    return result
 
 
 PENDING = obj({**BINDING["properties"], "claimed_name": string(0), "note": string(0, 500),

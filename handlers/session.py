@@ -32,8 +32,10 @@ async def mp_me(req: Request) -> Any:
 
 
 async def mp_phone(req: Request) -> Any:
-    return await req.services.accounts.verify_phone(
-        req.services.wechat, require_mp(req.principal), req.body["code"])
+    user = require_mp(req.principal)
+    result = await req.services.accounts.verify_phone(req.services.wechat, user, req.body["code"])
+    req.services.access.forget(user.user_id)
+    return result
 
 
 async def admin_login(req: Request) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,9 +56,29 @@ ALL_STAFF_ROLES = (Role.COMMITTEE, Role.PROPERTY, Role.OFFICIAL, Role.PLATFORM_A
 class Access:
     """Loads the thing asked for and refuses callers outside its community."""
 
+    # A user's active bindings are read on every mini-program request; on FerretDB's SQLite
+    # backend that read scans the collection, so each process keeps them for a few seconds.
+    # A binding change made by this process is seen at once (forget); by another, within TTL.
+    BINDINGS_TTL_SECONDS = 5.0
+
     def __init__(self, db: AsyncDatabase, registry: Registry) -> None:
         self.db = db
         self.registry = registry
+        self._bindings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    def forget(self, user_id: str) -> None:
+        self._bindings.pop(user_id, None)
+
+    async def _active_bindings(self, user_id: str) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        cached = self._bindings.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        docs = await self.db["bindings"].find({"user_id": user_id, "status": "active"}).to_list(None)
+        if len(self._bindings) > 50_000:
+            self._bindings.clear()
+        self._bindings[user_id] = (now + self.BINDINGS_TTL_SECONDS, docs)
+        return docs
 
     async def staff_community(self, principal: Principal | None, community_id: str,
                               roles: Iterable[Role] = ALL_STAFF_ROLES) -> Community:
@@ -81,11 +102,9 @@ class Access:
     async def owner_bindings(self, principal: Principal | None, community_id: str | None = None,
                              roles: Iterable[str] = ("owner",)) -> list[dict[str, Any]]:
         user = require_mp(principal)
-        query: dict[str, Any] = {"user_id": user.user_id, "status": "active",
-                                 "role": {"$in": list(roles)}}
-        if community_id:
-            query["community_id"] = community_id
-        return await self.db["bindings"].find(query).to_list(None)
+        wanted = set(roles)
+        return [b for b in await self._active_bindings(user.user_id)
+                if b["role"] in wanted and (not community_id or b["community_id"] == community_id)]
 
     async def mp_community(self, principal: Principal | None, community_id: str,
                            roles: Iterable[str] = ("owner", "family", "tenant")) -> Community:

@@ -186,10 +186,20 @@ class Ballots:
                  "pseudonym": pseudonym(key, e["person_id"]), **e,
                  "current_voter_owner_id": e["voter_owner_id"], "has_voted": False}
                 for e in entries]
-        try:
-            await self.db["ballot_rolls"].insert_many(rows, ordered=False)
-        except BulkWriteError:
-            pass  # rows written by an earlier attempt; the roll is deterministic per draft
+        # Who votes for which persons, under a deterministic _id: the vote path then reads by
+        # _id only (FerretDB's SQLite backend scans the collection for any other filter).
+        by_voter: dict[str, list[str]] = {}
+        for e in entries:
+            if e["voter_owner_id"]:
+                by_voter.setdefault(e["voter_owner_id"], []).append(e["person_id"])
+        voters = [{"_id": voter_key(ballot_id, owner), "ballot_id": ballot_id, "person_ids": ids}
+                  for owner, ids in by_voter.items()]
+        for collection, docs in (("ballot_rolls", rows), ("ballot_voters", voters)):
+            try:
+                if docs:
+                    await self.db[collection].insert_many(docs, ordered=False)
+            except BulkWriteError:
+                pass  # written by an earlier attempt; the roll is deterministic per draft
         publicity_until = as_utc(doc["closes_at"]) + timedelta(days=doc["publicity_days"])
         totals = {"A": roll.total_area_centi_m2, "N": roll.total_headcount,
                   "persons": len(entries), "roll_sha256": roll_entries_sha256(entries)}
@@ -239,8 +249,14 @@ class Ballots:
             "person_id", 1).to_list(None)
 
     async def persons_for_owners(self, ballot_id: str, owner_ids: list[str]) -> list[dict[str, Any]]:
-        return await self.db["ballot_rolls"].find(
-            {"ballot_id": ballot_id, "current_voter_owner_id": {"$in": owner_ids}}).to_list(None)
+        persons = []
+        for owner_id in owner_ids:
+            index = await self.db["ballot_voters"].find_one({"_id": voter_key(ballot_id, owner_id)})
+            for person_id in (index or {}).get("person_ids", []):
+                person = await self.db["ballot_rolls"].find_one({"_id": f"{ballot_id}:{person_id}"})
+                if person is not None and person["current_voter_owner_id"] == owner_id:
+                    persons.append(person)
+        return persons
 
     async def counted(self, ballot_id: str) -> dict[str, CountedVote]:
         votes = [(e.seq, e.entry["public"], e.private) for e in await self.ledger.entries(ballot_id)
@@ -333,6 +349,10 @@ class Ballots:
             "checkpoints": [c["note"] for c in await self.ledger.checkpoints(ballot_id)],
             "result_signature": doc.get("result_signature"),
         }
+
+
+def voter_key(ballot_id: str, owner_id: str) -> str:
+    return f"{ballot_id}:voter:{owner_id}"
 
 
 def roll_entry(person: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from server.ballots import Ballots, BallotStatus, VotingClosed
+from server.ballots import Ballots, BallotStatus, VotingClosed, voter_key
 from server.clock import Clock, as_utc, iso
 from server.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.ledger import Ledger, LogSealed
@@ -145,6 +145,10 @@ class Casting:
         if effect == "voter_changed":
             await self.db["ballot_rolls"].update_one(
                 {"_id": person["_id"]}, {"$set": {"current_voter_owner_id": new_owner_id}})
+            await self.db["ballot_voters"].update_one(
+                {"_id": voter_key(ballot["_id"], new_owner_id)},
+                {"$addToSet": {"person_ids": person["person_id"]},
+                 "$setOnInsert": {"ballot_id": ballot["_id"]}}, upsert=True)
         key = base64.b64decode(ballot["pseudonym_key"])
         public = {"ballot_id": ballot["_id"], "pseudonym": pseudonym(key, person["person_id"]),
                   "document_sha256": document_sha256, "recorded_at": iso(self.clock.now()),
@@ -182,8 +186,10 @@ class Casting:
 
     async def _next_round(self, ballot: Mapping[str, Any], person_id: str,
                           by: CastBy) -> tuple[int, int | None]:
-        claims = await self.db["vote_claims"].find(
-            {"ballot_id": ballot["_id"], "person_id": person_id}).sort("round", 1).to_list(None)
+        claims = []  # rounds 0, 1, 2… read by _id (no scan on any store)
+        while (claim := await self.db["vote_claims"].find_one(
+                {"_id": f"{ballot['_id']}:{person_id}:{len(claims)}"})) is not None:
+            claims.append(claim)
         if not claims:
             return 0, None
         latest = claims[-1]

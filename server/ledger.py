@@ -63,6 +63,7 @@ class Ledger:
         self.signer = NoteSigner.from_signing_key(CHECKPOINT_SIGNER, key)
         self._trees: dict[str, MerkleTree] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._next: dict[str, int] = {}  # per ballot: the position after our last append
 
     def origin(self, ballot_id: str) -> str:
         return f"{self.origin_base}/ballot/{ballot_id}"
@@ -83,10 +84,12 @@ class Ledger:
             while True:
                 try:
                     await self._insert(ballot_id, seq, entry, private, leaf)
+                    self._next[ballot_id] = seq + 1
                     return seq, leaf
                 except DuplicateKeyError:
                     taken = await self.db["ballot_log"].find_one({"_id": entry_id(ballot_id, seq)})
                     if taken is not None and taken["type"] in SEALING:
+                        self._next.pop(ballot_id, None)
                         raise LogSealed(ballot_id) from None
                     seq += 1
 
@@ -111,6 +114,9 @@ class Ledger:
         return seq
 
     async def _next_position(self, ballot_id: str, stop_at_seal: bool = True) -> int:
+        hint = self._next.get(ballot_id)
+        if hint is not None and stop_at_seal:
+            return hint  # probing from here meets every entry written since (by _id)
         last = await self.db["ballot_log"].find({"ballot_id": ballot_id}).sort(
             "seq", -1).limit(1).to_list(None)
         if not last or last[0]["seq"] < 1:
