@@ -69,12 +69,18 @@ class Access:
     def forget(self, user_id: str) -> None:
         self._bindings.pop(user_id, None)
 
-    async def _active_bindings(self, user_id: str) -> list[dict[str, Any]]:
+    async def _active_bindings(self, user_id: str, full: bool = False) -> list[dict[str, Any]]:
+        """From the user document (read by _id); `full` reads the bindings collection itself."""
         now = time.monotonic()
         cached = self._bindings.get(user_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not full:
             return cached[1]
-        docs = await self.db["bindings"].find({"user_id": user_id, "status": "active"}).to_list(None)
+        if full:
+            docs = await self.db["bindings"].find(
+                {"user_id": user_id, "status": "active"}).to_list(None)
+        else:
+            user = await self.db["users"].find_one({"_id": user_id})
+            docs = list((user or {}).get("active_bindings", []))
         if len(self._bindings) > 50_000:
             self._bindings.clear()
         self._bindings[user_id] = (now + self.BINDINGS_TTL_SECONDS, docs)
@@ -103,8 +109,15 @@ class Access:
                              roles: Iterable[str] = ("owner",)) -> list[dict[str, Any]]:
         user = require_mp(principal)
         wanted = set(roles)
-        return [b for b in await self._active_bindings(user.user_id)
-                if b["role"] in wanted and (not community_id or b["community_id"] == community_id)]
+
+        def matching(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [b for b in docs
+                    if b["role"] in wanted and (not community_id or b["community_id"] == community_id)]
+
+        found = matching(await self._active_bindings(user.user_id))
+        if not found:  # before refusing anyone, ask the source of truth
+            found = matching(await self._active_bindings(user.user_id, full=True))
+        return found
 
     async def mp_community(self, principal: Principal | None, community_id: str,
                            roles: Iterable[str] = ("owner", "family", "tenant")) -> Community:

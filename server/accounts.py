@@ -138,10 +138,18 @@ class Accounts:
                 except DuplicateKeyError:
                     continue  # already bound: binding is idempotent
                 created.append(doc)
+                await self._index_active(doc)
                 await self.audit.record(user, "binding.auto", community_id=unit["community_id"],
                                         target=doc["_id"], detail={"unit_id": unit["_id"]},
                                         reason="已核验手机号与业主名册一致")
         return created
+
+    async def _index_active(self, binding: dict[str, Any]) -> None:
+        """Keep the user's active bindings on the user document too, so that every request can
+        read them by _id (server.access); the bindings collection stays the source of truth."""
+        await self.db["users"].update_one(
+            {"_id": binding["user_id"]},
+            {"$addToSet": {"active_bindings": {**binding, "status": BindingStatus.ACTIVE.value}}})
 
     def _new_binding(self, user_id: str, unit: dict[str, Any], role: BindingRole,
                      status: BindingStatus, owner_id: str, via: str, **extra: Any) -> dict[str, Any]:
@@ -205,6 +213,8 @@ class Accounts:
         doc = await self.db["bindings"].find_one_and_update(
             {"_id": binding["_id"]}, {"$set": update}, return_document=ReturnDocument.AFTER)
         assert doc is not None
+        if approve:
+            await self._index_active(doc)
         await self.audit.record(staff, "binding.approve" if approve else "binding.reject",
                                 community_id=doc["community_id"], target=doc["_id"],
                                 detail={"unit_id": doc["unit_id"], "owner_id": doc["owner_id"]},
@@ -249,6 +259,7 @@ class Accounts:
             await self.db["bindings"].insert_one(doc)
         except DuplicateKeyError:
             raise Conflict("已绑定该房屋", code="binding_exists") from None
+        await self._index_active(doc)
         await self.audit.record(user, "binding.invite_accepted", community_id=unit["community_id"],
                                 target=doc["_id"], detail={"unit_id": unit["_id"],
                                                            "role": doc["role"]})
