@@ -88,7 +88,7 @@ async def check_counts(store: Store, ballot_id: str, result: LoadResult) -> dict
     db = store.db
     acknowledged = [body for status, body in result.bodies if status == 201]
     stored = await db["ballot_log"].count_documents({"ballot_id": ballot_id, "type": "vote"})
-    receipts = await db["receipts"].count_documents({"ballot_id": ballot_id})
+    receipts = await db["vote_receipts"].count_documents({"ballot_id": ballot_id})
     indexes = {body["index"] for body in acknowledged}
     found = await db["ballot_log"].count_documents(
         {"ballot_id": ballot_id, "seq": {"$in": sorted(indexes)}, "type": "vote"})

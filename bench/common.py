@@ -117,7 +117,10 @@ def bench_store(name: str) -> Iterator[BenchEnv]:
     finally:
         if embedded is not None:
             embedded.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept: {tmp} (store data, server logs)")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def store_pid(env: BenchEnv) -> int | None:
@@ -232,11 +235,13 @@ async def owner_tokens(services: Services, community_id: str = COMMUNITY) -> lis
         user_id = f"us_b{community_id[-4:]}{n:06d}"
         users.append({"_id": user_id, "openid": f"o-bench-{community_id}-{n}", "created_at": now,
                       "phone_hash": "", "phone_enc": "", "unionid": "", "last_login_at": now})
-        for unit_id in unit_ids:
-            bindings.append({"_id": f"bd_{user_id}_{unit_id}", "user_id": user_id,
-                             "unit_id": unit_id, "community_id": community_id, "role": "owner",
-                             "status": "active", "owner_id": owner_id, "via": "phone_match",
-                             "created_at": now, "decided_by": "", "reason": "", "can_pay": True})
+        mine = [{"_id": f"bd_{user_id}_{unit_id}", "user_id": user_id,
+                 "unit_id": unit_id, "community_id": community_id, "role": "owner",
+                 "status": "active", "owner_id": owner_id, "via": "phone_match",
+                 "created_at": now, "decided_by": "", "reason": "", "can_pay": True}
+                for unit_id in unit_ids]
+        bindings += mine
+        users[-1]["active_bindings"] = mine  # as server.accounts keeps them on the user
         token = f"mp_{secrets.token_urlsafe(32)}"
         tokens.append(token)
         sessions.append({"_id": hash_token(token), "kind": "mp", "subject": user_id,
