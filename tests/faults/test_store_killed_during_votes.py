@@ -85,7 +85,9 @@ async def test_votes_survive_a_store_crash_and_the_service_recovers_without_rest
             restarted_at = time.monotonic()
             outcomes = await asyncio.gather(*first, *rest)
 
-        down = [(s, c) for t, s, c in seen if killed_at <= t <= restarted_at + 0.5]
+        # Answers received while the store was certainly down (a vote acknowledged just before
+        # the kill, or just after the restart, may land at the window's edges).
+        down = [(s, c) for t, s, c in seen if killed_at + 0.5 <= t <= restarted_at]
         assert (503, "store_unavailable") in down, down
         assert all(s == 503 for s, _ in down), down
         assert not any(o.get("gave_up") for o in outcomes), outcomes
