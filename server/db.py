@@ -34,6 +34,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("community_id", ASCENDING), ("status", ASCENDING)]),
     ],
     "staff": [IndexModel([("username", ASCENDING)], unique=True)],
+    "login_failures": [IndexModel([("staff_id", ASCENDING), ("at", ASCENDING)])],
     "companies": [],
     "audit": [IndexModel([("community_id", ASCENDING), ("at", DESCENDING)]),
               IndexModel([("target", ASCENDING), ("at", ASCENDING)])],
