@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,14 +29,20 @@ def _env(store_uri: str, **extra: str) -> dict[str, str]:
 
 
 def start_server(store_uri: str, **extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=_env(store_uri, **extra),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The JSON logs go to a file, never to a pipe nobody reads: a full pipe would block the
+    # server mid-request once its log passes the pipe's 64 KiB.
+    log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT,
+                                env=_env(store_uri, **extra), stdout=subprocess.PIPE,
+                                stderr=log_file, text=True)
+    proc.log_path = log_path  # type: ignore[attr-defined]
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"http://([\d.]+):(\d+)", line)
     if not match:
         proc.wait(timeout=10)
-        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()[-3000:]}")
+        raise AssertionError(f"server did not start: {line!r} {log_path.read_text()[-3000:]}")
     return proc, f"http://{match.group(1)}:{match.group(2)}"
 
 
@@ -77,8 +84,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(store_uri: str) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-        assert proc.stderr is not None
-        logs = proc.stderr.read()
+        logs = proc.log_path.read_text()  # type: ignore[attr-defined]
     lines = [line for line in logs.splitlines() if line.startswith("{")]
     assert lines and all('"request_id"' in line for line in lines)
     assert "secret-pass" not in logs
