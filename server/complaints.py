@@ -24,7 +24,7 @@ from server.clock import Clock, as_utc, iso
 from server.errors import Conflict, InvalidInput, NotFound
 from server.outbox import EventType, complaint_event, emit
 from server.periods import quarter_of
-from server.ratings import TextChecker, screen_text
+from server.ratings import screen_text
 from server.registry import Community, Registry
 
 log = logging.getLogger("server.complaints")

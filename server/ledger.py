@@ -7,16 +7,14 @@ positions are taken by insert alone (see `append`). Nothing here updates or dele
 from __future__ import annotations
 
 import asyncio
-import base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from server.clock import Clock, iso
+from server.clock import Clock
 from voting.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from voting.merkle import MerkleTree
 from voting.records import entry_leaf_hash
@@ -226,14 +224,6 @@ class Ledger:
     def public_keys(self) -> dict[str, dict[str, str]]:
         return {kid: {"purpose": str(info["purpose"]), "public_key": str(info["public_key"])}
                 for kid, info in self.keyring.public_keys().items()}
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def iso_or_none(value: datetime | None) -> str | None:
-    return iso(value) if value is not None else None
 
 
 __all__ = ["Ledger", "LogEntry", "LogSealed", "PositionTaken", "entry_id"]
